@@ -1,0 +1,66 @@
+"""The one protocol every model backend implements.
+
+A backend turns (image, rendered prompt) pairs into text. It knows nothing of forensics: the
+pipeline renders prompts, the parser reads answers. Two verbs, as in lmms-eval: `generate` a
+batch of answers, and `stream` one answer token by token (for the chat UI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+from ..types import DecodingSettings
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+StopReason = Literal["eos", "answer_end", "max_new_tokens", "unknown"]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt to answer. `prompt` is the full chat-template text, with one `<image>`."""
+
+    image: "Image.Image"
+    prompt: str
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One answer: its text (special tokens removed), its length and why it stopped."""
+
+    text: str
+    new_tokens: int
+    stopped_by: StopReason
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What a report's provenance records about the backend."""
+
+    name: str
+    model_id: str
+    revision: str | None
+    quantization: str
+    device: str
+    dtype: str
+    demo: bool = False
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A vision-language model that answers prompts about images."""
+
+    info: BackendInfo
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], settings: DecodingSettings
+    ) -> list[Generation]:
+        """Answer all requests, batched as the backend sees fit; results keep request order."""
+        ...
+
+    def stream(self, request: GenerationRequest, settings: DecodingSettings) -> Iterator[str]:
+        """Yield the answer to one request as text pieces while it is generated."""
+        ...

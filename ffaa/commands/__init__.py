@@ -1,0 +1,1 @@
+"""Subcommands of the `ffaa` command line, one module each."""

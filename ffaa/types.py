@@ -1,0 +1,208 @@
+"""Typed values that flow between ffaa's modules.
+
+Every arrow of the pipeline (image -> faces -> candidates -> decision -> report) carries one of
+these frozen dataclasses; nothing passes untyped dicts between modules. They import nothing
+heavy so that `import ffaa` stays light.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+class Verdict(str, enum.Enum):
+    """The binary answer: is the face real or fake."""
+
+    REAL = "real"
+    FAKE = "fake"
+
+
+class ForgeryType(str, enum.Enum):
+    """FFAA's forgery taxonomy. Values are the exact strings the model writes."""
+
+    ENTIRE_FACE_SYNTHESIS = "Entire face synthesis"
+    IDENTITY_EXCHANGE = "Identity exchange"
+    FACIAL_ATTRIBUTE_MANIPULATION = "Facial attribute manipulation"
+    NONE = "None"
+
+
+PromptKind = Literal["question", "hypothesis_real", "hypothesis_fake", "custom"]
+Difficulty = Literal["easy", "hard"]
+
+
+@dataclass(frozen=True)
+class ForensicAnswer:
+    """One answer of the model, split into FFAA's five fields.
+
+    `verdict_text` keeps the verdict as the model wrote it (e.g. "Real."), because FFAA's
+    selector compares that raw string; `verdict` is our normalised reading of it.
+    """
+
+    description: str
+    reasoning: str
+    verdict: Verdict
+    verdict_text: str
+    probability: float | None = None
+    forgery_type: ForgeryType | None = None
+    forgery_type_text: str | None = None
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """What the parser made of a model text: an answer, or the reason there is none.
+
+    `warnings` lists what was repaired or ignored on the way (bold markers, chatter, a missing
+    probability, a truncated reasoning) so a reader can judge how much to trust the fields.
+    """
+
+    answer: ForensicAnswer | None
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.answer is not None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One generated answer and the prompt that produced it."""
+
+    index: int
+    prompt_kind: PromptKind
+    question: str
+    raw_text: str
+    parse: ParseResult
+    new_tokens: int = 0
+    stopped_by: Literal["eos", "answer_end", "max_new_tokens", "unknown"] = "unknown"
+
+    @property
+    def answer(self) -> ForensicAnswer | None:
+        return self.parse.answer
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    """A decider's view of one candidate.
+
+    `probabilities` are MIDS's four class probabilities
+    (real-image/real-claim, real/fake, fake/real, fake/fake) when MIDS decided.
+    """
+
+    index: int
+    match_score: float | None = None
+    probabilities: tuple[float, float, float, float] | None = None
+    excluded_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The final verdict over a face's candidates, and how it was reached."""
+
+    method: str
+    verdict: Verdict | None
+    chosen_index: int | None
+    match_score: float | None
+    forgery_score: float | None
+    difficulty: Difficulty | None
+    verdicts: tuple[str | None, ...]
+    scores: tuple[CandidateScore, ...] = ()
+    note: str = ""
+
+    @property
+    def agreement(self) -> str:
+        """How many parsed candidates share the final verdict, e.g. "2/3 say fake"."""
+        parsed = [v for v in self.verdicts if v is not None]
+        if self.verdict is None or not parsed:
+            return "no parsed verdict"
+        same = sum(v == self.verdict.value for v in parsed)
+        return f"{same}/{len(parsed)} say {self.verdict.value}"
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A face region in source-image pixels (right/bottom exclusive) and the crop taken."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+    crop: tuple[int, int, int, int] | None = None
+    detector: str = "dlib-hog"
+    score: float | None = None
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """Where an analysed image came from and what loading it involved."""
+
+    path: str
+    sha256: str
+    width: int
+    height: int
+    original_mode: str
+    format: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DecodingSettings:
+    """How the candidates were decoded; recorded in every report."""
+
+    max_new_tokens: int = 512
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    stop_at_answer_end: bool = True
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Everything needed to reproduce or compare a report."""
+
+    model_id: str
+    model_revision: str | None
+    backend: str
+    quantization: str
+    device: str
+    dtype: str
+    prompt_set: str
+    decoder: str
+    decoding: DecodingSettings
+    software: tuple[tuple[str, str], ...] = ()
+    timings: tuple[tuple[str, float], ...] = ()
+    demo: bool = False
+
+
+@dataclass(frozen=True)
+class ForensicReport:
+    """The result for one face (or the whole image when no face was cropped)."""
+
+    image: ImageInfo
+    face_index: int | None
+    face: FaceBox | None
+    candidates: tuple[Candidate, ...]
+    decision: Decision
+    provenance: Provenance
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def final(self) -> ForensicAnswer | None:
+        """The chosen candidate's answer, if the decider chose one."""
+        if self.decision.chosen_index is None:
+            return None
+        for cand in self.candidates:
+            if cand.index == self.decision.chosen_index:
+                return cand.answer
+        return None

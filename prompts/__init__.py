@@ -1,0 +1,1 @@
+"""Prompt text for ffaa, as data files (YAML and Jinja). Nothing here is code."""
