@@ -1,0 +1,280 @@
+"""The real backend: transformers' own LLaVA classes (LLaVA-1.5 style and LLaVA-NeXT).
+
+Loads a transformers-layout folder or hub id through the Auto classes; an original-format LLaVA
+checkpoint (FFAA's release) is converted once into a cache first (see `convert.py`). On CUDA the
+default is bitsandbytes 4-bit nf4 with double quantisation and bf16 compute, keeping the vision
+tower, the projector and lm_head unquantised; on CPU the default is fp32.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError, FfaaError, WeightsNotFoundError
+from ..lazy import require
+from ..types import DecodingSettings
+from .base import BackendInfo, Generation, GenerationRequest
+
+QUANT_CHOICES = ("auto", "4bit", "8bit", "none")
+DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
+# Module paths kept in full precision under bitsandbytes (transformers 5 uses full paths).
+KEEP_UNQUANTIZED = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
+# The answer format ends with this field; a completed line of it ends the answer.
+_ANSWER_END = re.compile(r"forgery type\s*:[^\n]*\S[^\n]*\n", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to place and quantise the model. "auto" picks per device (see module docstring)."""
+
+    device: str = "auto"
+    quant: str = "auto"
+    dtype: str = "auto"
+    revision: str | None = None
+    attn_implementation: str | None = None
+
+
+def resolve_device(device: str) -> str:
+    torch = require("torch", "torch", "running the model")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FfaaError(f"--device {device} was asked for but CUDA is not available here")
+    return device
+
+
+def resolve_quant(quant: str, device: str) -> str:
+    if quant not in QUANT_CHOICES:
+        raise FfaaError(f"unknown quantisation {quant!r}; choose one of {', '.join(QUANT_CHOICES)}")
+    if quant == "auto":
+        return "4bit" if device.startswith("cuda") else "none"
+    return quant
+
+
+def resolve_dtype(dtype: str, device: str, quant: str):
+    torch = require("torch", "torch", "running the model")
+    names = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if dtype in names:
+        return names[dtype]
+    if dtype != "auto":
+        raise FfaaError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_CHOICES)}")
+    if device.startswith("cuda"):
+        return torch.bfloat16
+    return torch.float32
+
+
+def quantization_config(quant: str, compute_dtype):
+    """bitsandbytes settings for "4bit" (nf4, double quant) or "8bit"; None for "none"."""
+    if quant == "none":
+        return None
+    require("bitsandbytes", "gpu", f"{quant} quantisation")
+    transformers = require("transformers", "torch", "running the model")
+    if quant == "4bit":
+        return transformers.BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+            llm_int8_skip_modules=KEEP_UNQUANTIZED,
+        )
+    return transformers.BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=KEEP_UNQUANTIZED)
+
+
+def locate_model(source: str, revision: str | None = None) -> Path:
+    """A local transformers-layout folder for `source` (folder or hub id), converting if needed."""
+    from .convert import ensure_converted, is_original_llava_checkpoint
+
+    path = Path(source).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"{path} has no config.json: not a model folder")
+        return ensure_converted(path) if is_original_llava_checkpoint(path) else path
+    if source.startswith((".", "/", "~")) or source.count("/") != 1:
+        raise WeightsNotFoundError(f"model folder not found: {source}")
+    return _from_hub(source, revision)
+
+
+def _from_hub(repo_id: str, revision: str | None) -> Path:
+    from .convert import ensure_converted, is_original_llava_checkpoint
+
+    hub = require("huggingface_hub", "torch", "downloading models")
+    try:
+        folder = Path(hub.snapshot_download(repo_id, revision=revision))
+    except Exception as exc:  # offline, unknown repo, auth: all end the same way for a user
+        raise WeightsNotFoundError(
+            f"cannot get '{repo_id}' from the Hugging Face hub ({type(exc).__name__}). Download it "
+            f"where the hub is reachable (`huggingface-cli download {repo_id} --local-dir DIR`; "
+            "FFAA's 7B checkpoint is about 15 GB) and pass --model DIR."
+        ) from None
+    return ensure_converted(folder) if is_original_llava_checkpoint(folder) else folder
+
+
+class _AnswerEnd:
+    """Stops each row once it has written a complete `Forgery type: ...` line.
+
+    The answer format ends with that field, so anything after it is chatter; stopping there
+    changes no field of the answer. Returns one flag per row, as transformers expects.
+    """
+
+    def __init__(self, tokenizer, prompt_len: int):
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+        self.hit: set[int] = set()
+
+    def __call__(self, input_ids, scores, **kwargs):
+        torch = require("torch", "torch", "running the model")
+        done = []
+        for row, ids in enumerate(input_ids):
+            tail = self.tokenizer.decode(ids[self.prompt_len :][-48:], skip_special_tokens=True)
+            found = bool(_ANSWER_END.search(tail))
+            if found:
+                self.hit.add(row)
+            done.append(found)
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class HFLlavaBackend:
+    """A transformers LLaVA model plus its processor, answering batches of prompts."""
+
+    def __init__(self, model, processor, info: BackendInfo):
+        self.model = model
+        self.processor = processor
+        self.info = info
+        self.tokenizer = processor.tokenizer
+        self.tokenizer.padding_side = "left"  # batched generation continues from the right edge
+        self._lock = threading.Lock()  # one generate at a time per model replica
+
+    @classmethod
+    def load(cls, source: str, options: LoadOptions = LoadOptions(), demo: bool = False):
+        transformers = require("transformers", "torch", "running the model")
+        folder = locate_model(source, options.revision)
+        device = resolve_device(options.device)
+        quant = resolve_quant(options.quant, device)
+        dtype = resolve_dtype(options.dtype, device, quant)
+        kwargs: dict[str, Any] = {"dtype": dtype}
+        qconfig = quantization_config(quant, dtype)
+        if qconfig is not None:
+            kwargs["quantization_config"] = qconfig
+        kwargs["device_map"] = device if device != "cpu" or qconfig is not None else None
+        if options.attn_implementation:
+            kwargs["attn_implementation"] = options.attn_implementation
+        try:
+            model = transformers.AutoModelForImageTextToText.from_pretrained(folder, **kwargs)
+            processor = transformers.AutoProcessor.from_pretrained(folder)
+        except (OSError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"cannot load a LLaVA model from {folder}: {exc}") from exc
+        model.eval()
+        info = BackendInfo(
+            name=f"transformers/{type(model).__name__}",
+            model_id=source,
+            revision=options.revision,
+            quantization=quant,
+            device=device,
+            dtype=str(dtype).replace("torch.", ""),
+            demo=demo,
+        )
+        return cls(model, processor, info)
+
+    # -- generation -------------------------------------------------------------------------
+
+    def _inputs(self, requests: Sequence[GenerationRequest]):
+        inputs = self.processor(
+            images=[r.image for r in requests],
+            text=[r.prompt for r in requests],
+            return_tensors="pt",
+            padding=True,
+        )
+        return inputs.to(self.model.device)
+
+    def _generate_kwargs(self, settings: DecodingSettings) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": settings.max_new_tokens,
+            "do_sample": settings.do_sample,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.tokenizer.eos_token_id,
+        }
+        if settings.do_sample:
+            kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        suppressed = self._non_text_ids()
+        if suppressed:
+            kwargs["suppress_tokens"] = suppressed
+        return kwargs
+
+    def _non_text_ids(self) -> list[int]:
+        """Ids the model must never write: the image token, padding and unused vocab rows."""
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        image_id = getattr(self.model.config, "image_token_id", None)
+        extra = {image_id, self.tokenizer.pad_token_id} - {None, self.tokenizer.eos_token_id}
+        return sorted(extra | set(range(len(self.tokenizer), vocab)))
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], settings: DecodingSettings
+    ) -> list[Generation]:
+        """Answer all requests in one batched `generate` call (left padding)."""
+        if not requests:
+            return []
+        torch = require("torch", "torch", "running the model")
+        with self._lock, torch.inference_mode():
+            torch.manual_seed(settings.seed)
+            inputs = self._inputs(requests)
+            prompt_len = inputs["input_ids"].shape[1]
+            stop = _AnswerEnd(self.tokenizer, prompt_len) if settings.stop_at_answer_end else None
+            kwargs = self._generate_kwargs(settings)
+            if stop is not None:
+                kwargs["stopping_criteria"] = [stop]
+            out = self.model.generate(**inputs, **kwargs)
+        return [self._finish(row, out[i, prompt_len:], settings, stop) for i, row in enumerate(requests)]
+
+    def _finish(self, request, new_ids, settings: DecodingSettings, stop) -> Generation:
+        ids = new_ids.tolist()
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        stopped_by = "max_new_tokens"
+        if eos in ids:
+            ids = ids[: ids.index(eos)]
+            stopped_by = "eos"
+        while ids and ids[-1] == pad and pad != eos:
+            ids.pop()
+        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        if stopped_by != "eos" and stop is not None and _ANSWER_END.search(text + "\n"):
+            if len(ids) < settings.max_new_tokens:
+                stopped_by = "answer_end"
+            text = _cut_after_answer(text)
+        return Generation(text=text, new_tokens=len(ids), stopped_by=stopped_by)
+
+    def stream(self, request: GenerationRequest, settings: DecodingSettings) -> Iterator[str]:
+        """Yield text pieces of one answer as they are generated (for the chat UI)."""
+        transformers = require("transformers", "torch", "running the model")
+        torch = require("torch", "torch", "running the model")
+        streamer = transformers.TextIteratorStreamer(
+            self.tokenizer, skip_prompt=True, skip_special_tokens=True
+        )
+        inputs = self._inputs([request])
+        kwargs = {**self._generate_kwargs(settings), "streamer": streamer}
+        errors: list[BaseException] = []
+
+        def work():
+            try:
+                with self._lock, torch.inference_mode():
+                    self.model.generate(**inputs, **kwargs)
+            except BaseException as exc:  # surfaced to the consumer below
+                errors.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        yield from streamer
+        thread.join()
+        if errors:
+            raise errors[0]
+
+
+def _cut_after_answer(text: str) -> str:
+    match = _ANSWER_END.search(text + "\n")
+    return text[: match.end()].rstrip() if match else text

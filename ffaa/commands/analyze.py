@@ -1,0 +1,57 @@
+"""`ffaa analyze IMAGE...`: forensic reports for images, printed as text, JSON or Markdown."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import FfaaError
+from .common import add_analysis_args, add_model_args, build_assistant
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("analyze", help="analyse face images and print forensic reports",
+                       description="Analyse each face in each image: three candidate answers, a decision, a report.")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print a JSON list of reports (one per face)")
+    out.add_argument("--markdown", action="store_true", help="print Markdown reports")
+    add_model_args(p)
+    add_analysis_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..report import display_text, report_to_dict, to_markdown
+
+    assistant = build_assistant(args)
+    records, failures = [], 0
+    for path in args.images:
+        try:
+            reports = assistant.analyze(path)
+        except FfaaError as exc:
+            failures += 1
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            continue
+        for report in reports:
+            if args.json:
+                records.append(report_to_dict(report))
+            elif args.markdown:
+                print(to_markdown(report))
+            else:
+                print(_header(path, report))
+                print(display_text(report) + "\n")
+    if args.json:
+        print(json.dumps(records, indent=2, ensure_ascii=False))
+    return 2 if failures else 0
+
+
+def _header(path: str, report) -> str:
+    where = "whole image" if report.face is None else (
+        f"face {report.face_index} [{report.face.left},{report.face.top},{report.face.right},{report.face.bottom}]")
+    lines = [f"== {path} — {where}"]
+    lines += [f"   note: {w}" for w in (*report.image.notes, *report.warnings)]
+    if report.provenance.demo:
+        lines.append("   (demo model: random weights, noise)")
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""Arguments and assistant construction shared by `analyze`, `batch`, `app` and `eval run`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import FfaaError
+from ..types import DecodingSettings
+
+DEFAULT_MODEL = "thu-huangzc/ffaa-mistral-7b"
+DEMO_BANNER = (
+    "DEMO MODE: a tiny model with RANDOM weights answers; its text and verdicts are noise.\n"
+    "Use --model thu-huangzc/ffaa-mistral-7b (or a local folder) for real analysis."
+)
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"hub id or local folder, transformers or original LLaVA layout (default {DEFAULT_MODEL})")
+    g.add_argument("--demo", action="store_true", help="use a built-in tiny random model (output is noise)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default auto)")
+    g.add_argument("--quant", default="auto", choices=("auto", "4bit", "8bit", "none"),
+                   help="weights: auto = 4bit on CUDA, none on CPU")
+    g.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    g.add_argument("--revision", default=None, help="hub revision of --model")
+    g.add_argument("--mids", default=None, metavar="PATH",
+                   help="MIDS weights (mids.pth or .safetensors); default: mids.pth beside the model if present")
+    g.add_argument("--no-mids", action="store_true", help="decide by majority vote even if MIDS weights exist")
+
+
+def add_analysis_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("analysis")
+    faces = g.add_mutually_exclusive_group()
+    faces.add_argument("--whole-image", action="store_true", help="analyse the whole image, no face crop")
+    faces.add_argument("--fallback-whole", action="store_true",
+                       help="analyse the whole image when no face is found (default: report an error)")
+    g.add_argument("--question", default=None, help="replace the free question of candidate 0")
+    g.add_argument("--seed", type=int, default=0, help="seed of the question choice and of sampling")
+    g.add_argument("--max-new-tokens", type=int, default=512, help="per candidate (FFAA: 512)")
+    g.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    g.add_argument("--batch-size", type=int, default=12, help="prompts per generate call")
+    g.add_argument("--max-pixels", type=int, default=None, help="refuse larger images (default 40 Mpx)")
+
+
+def analysis_options(args: argparse.Namespace):
+    from ..media import LoadLimits
+    from ..pipeline import AnalysisOptions
+
+    mode = "whole" if args.whole_image else ("auto" if args.fallback_whole else "faces")
+    if args.max_new_tokens < 1:
+        raise FfaaError("--max-new-tokens must be at least 1")
+    limits = LoadLimits(max_pixels=args.max_pixels) if args.max_pixels else LoadLimits()
+    return AnalysisOptions(
+        face_mode=mode,
+        question=args.question,
+        seed=args.seed,
+        decoding=DecodingSettings(max_new_tokens=args.max_new_tokens, do_sample=args.sample, seed=args.seed),
+        batch_size=args.batch_size,
+        limits=limits,
+    )
+
+
+def load_backend(args: argparse.Namespace):
+    from ..backends.hf_llava import HFLlavaBackend, LoadOptions
+
+    options = LoadOptions(device=args.device, quant=args.quant, dtype=args.dtype, revision=args.revision)
+    if args.demo:
+        from ..backends.tiny import tiny_model_dir
+
+        print(DEMO_BANNER, file=sys.stderr)
+        return HFLlavaBackend.load(str(tiny_model_dir()), options, demo=True)
+    return HFLlavaBackend.load(args.model, options)
+
+
+def find_mids(args: argparse.Namespace) -> Path | None:
+    if args.no_mids:
+        return None
+    if args.mids:
+        path = Path(args.mids).expanduser()
+        if not path.is_file():
+            raise FfaaError(f"MIDS weights not found: {path}")
+        return path
+    beside = Path(args.model).expanduser() / "mids.pth"
+    return beside if beside.is_file() else None
+
+
+def load_decider(args: argparse.Namespace):
+    from ..decision import MajorityDecider
+
+    if args.no_mids:
+        return MajorityDecider()
+    try:
+        from ..mids.decider import MidsDecider
+    except ImportError:
+        return MajorityDecider()
+    if args.demo and not args.mids:
+        return MidsDecider.tiny(seed=args.seed)
+    path = find_mids(args)
+    return MidsDecider.from_pretrained(path, device=args.device) if path else MajorityDecider()
+
+
+def build_assistant(args: argparse.Namespace):
+    from ..pipeline import Assistant
+
+    return Assistant(load_backend(args), load_decider(args), options=analysis_options(args))

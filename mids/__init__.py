@@ -1,0 +1,12 @@
+"""MIDS, FFAA's decision module: a small image-text network that scores how well each candidate
+answer matches the face, and the selector that turns those scores into the final verdict.
+
+Importing this package is cheap (no torch). Import the submodule you need:
+
+* `ffaa.mids.selector`   - FFAA's selection rule on plain numbers (no torch);
+* `ffaa.mids.net`        - the network (`MidsNet`, `MidsConfig`, builders);
+* `ffaa.mids.checkpoint` - safe loading of `mids.pth` / our safetensors, `convert_mids`;
+* `ffaa.mids.decider`    - `MidsDecider`, the `ffaa.decision.Decider` backed by MIDS;
+* `ffaa.mids.heatmap`    - Grad-CAM over the CLIP patch grid;
+* `ffaa.mids.data`, `ffaa.mids.train` - training data schema and the training loop.
+"""
