@@ -160,6 +160,8 @@ class DecodingSettings:
     """How the candidates were decoded; recorded in every report."""
 
     max_new_tokens: int = 512
+    # Only benchmarks set this: it forces equal answer lengths so flows can be compared.
+    min_new_tokens: int = 0
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0

@@ -194,6 +194,7 @@ class HFLlavaBackend:
     def _generate_kwargs(self, settings: DecodingSettings) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "max_new_tokens": settings.max_new_tokens,
+            "min_new_tokens": settings.min_new_tokens or None,
             "do_sample": settings.do_sample,
             "pad_token_id": self.tokenizer.pad_token_id,
             "eos_token_id": self.tokenizer.eos_token_id,
