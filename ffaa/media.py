@@ -24,7 +24,9 @@ import hashlib
 import io
 import os
 import re
-from dataclasses import dataclass
+import struct
+import zlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -36,7 +38,8 @@ from .types import ImageInfo
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "PPM", "AVIF", "HEIF", "JPEG2000")
 WHITE = (255, 255, 255)
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError)
+# What Pillow's plugins raise on malformed data (they do not share one exception class).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error, zlib.error)
 
 
 @dataclass(frozen=True)
@@ -90,14 +93,14 @@ def from_pil(
 ) -> LoadedImage:
     """Normalise an already-open Pillow image (e.g. from a UI widget).
 
-    There are no file bytes to hash, so `sha256` is taken over the mode, size and decoded
-    pixels of the first frame; a note says so.
+    There are no file bytes to hash, so `sha256` is taken over the size and the normalised
+    RGB pixels; a note says so.
     """
     limits = limits or LoadLimits()
     _check_size(image.size, name, limits)
-    image = _load_first_frame(image, name)
-    digest = hashlib.sha256(f"{image.mode}:{image.size}:".encode() + image.tobytes()).hexdigest()
-    return _normalise(image, name, digest, extra_notes=("sha256 of decoded pixels (no file bytes)",))
+    loaded = _normalise(_load_first_frame(image, name), name, "", ("sha256 of the RGB pixels (no file bytes)",))
+    digest = hashlib.sha256(f"{loaded.image.size}:".encode() + loaded.image.tobytes()).hexdigest()
+    return replace(loaded, info=replace(loaded.info, sha256=digest))
 
 
 def sniff_kind(path: str | os.PathLike) -> Literal["image", "video", "other"]:
@@ -187,7 +190,7 @@ def _decode(data: bytes, name: str, limits: LoadLimits) -> LoadedImage:
     except Image.UnidentifiedImageError as exc:
         raise InputError(_not_an_image(name, data)) from exc
     except _DECODE_ERRORS as exc:
-        raise InputError(f"{name}: corrupt image header ({exc})") from exc
+        raise InputError(f"{name}: corrupt image header ({_one_line(exc)})") from exc
     _check_size(image.size, name, limits)
     image = _load_first_frame(image, name)
     return _normalise(image, name, hashlib.sha256(data).hexdigest())
@@ -216,7 +219,7 @@ def _load_first_frame(image: Image.Image, name: str) -> Image.Image:
             image.seek(0)
         image.load()
     except _DECODE_ERRORS as exc:
-        raise InputError(f"{name}: cannot decode the image, file truncated or corrupt ({exc})") from exc
+        raise InputError(f"{name}: cannot decode the image, file truncated or corrupt ({_one_line(exc)})") from exc
     return image
 
 
@@ -248,6 +251,10 @@ def _describe_other(head: bytes) -> str:
         return "text"
     except UnicodeDecodeError:
         return "unrecognised data"
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def _check_bytes(size: int, name: str, limits: LoadLimits) -> None:
@@ -289,7 +296,7 @@ def _normalise(
     try:
         rgb, mode_notes = to_rgb(image)
     except (ValueError, OSError) as exc:
-        raise InputError(f"{name}: cannot convert colour mode {original_mode} to RGB ({exc})") from exc
+        raise InputError(f"{name}: cannot convert colour mode {original_mode} to RGB ({_one_line(exc)})") from exc
     notes += mode_notes
     info = ImageInfo(
         path=name,

@@ -25,6 +25,15 @@ from ffaa.mids.net import (  # noqa: E402
 
 ATOL = 1e-5
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks run faster on one thread, and do not fight other processes for the CPUs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 
 @pytest.fixture(scope="module")
 def golden(shared_fixtures):

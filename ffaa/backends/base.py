@@ -2,7 +2,8 @@
 
 A backend turns (image, rendered prompt) pairs into text. It knows nothing of forensics: the
 pipeline renders prompts, the parser reads answers. Two verbs, as in lmms-eval: `generate` a
-batch of answers, and `stream` one answer token by token (for the chat UI).
+batch of answers, and `stream` one answer token by token (for the chat UI); and `score_verdict`
+reads the next-token probability of "fake" against "real" (verdict-only triage).
 """
 
 from __future__ import annotations
@@ -63,4 +64,12 @@ class Backend(Protocol):
 
     def stream(self, request: GenerationRequest, settings: DecodingSettings) -> Iterator[str]:
         """Yield the answer to one request as text pieces while it is generated."""
+        ...
+
+    def score_verdict(self, requests: Sequence[GenerationRequest]) -> list[float]:
+        """P(fake) / (P(real) + P(fake)) of the token that follows each prompt, without generating.
+
+        The prompt ends where the verdict word comes (e.g. "... Analysis result:"), so this is a
+        verdict-only reading of the model, for triage; results keep request order.
+        """
         ...

@@ -121,12 +121,14 @@ def save_processor(processor: Any, dst: Path, *, legacy: bool, probe: str) -> No
 
     transformers 5 does not write the tokenizer's `legacy` flag, and a Llama tokenizer reloaded
     without it prefixes only the first chunk with `▁`: the text after `<image>` then loses a
-    token and every later position shifts. We write the flag ourselves and verify on `probe`.
+    token and every later position shifts. We write the flag (and the padding side, also not
+    always saved) ourselves and verify on `probe`.
     """
     processor.save_pretrained(str(dst))
     config_path = dst / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["legacy"] = legacy
+    config["padding_side"] = processor.tokenizer.padding_side
     config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     transformers = require("transformers", "torch", "converting checkpoints")
     reloaded = transformers.AutoTokenizer.from_pretrained(str(dst))
@@ -288,6 +290,8 @@ def _refuse_unsupported(config: Mapping[str, Any], where: str) -> None:
             )
     if config.get("mm_resampler_type"):
         raise CheckpointError(f"{where}: mm_resampler_type={config['mm_resampler_type']!r} is not supported")
+    if config.get("tie_word_embeddings"):
+        raise CheckpointError(f"{where}: tie_word_embeddings=true is not supported (LLaVA's Llama/Mistral are untied)")
     if config.get("rope_scaling"):
         raise CheckpointError(f"{where}: rope_scaling={config['rope_scaling']!r} is not supported")
 
@@ -326,7 +330,7 @@ def text_config_from_original(
         rms_norm_eps=config["rms_norm_eps"],
         rope_theta=config.get("rope_theta", 10000.0),
         attention_dropout=config.get("attention_dropout", 0.0),
-        tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+        tie_word_embeddings=False,
         bos_token_id=config.get("bos_token_id", 1),
         eos_token_id=config.get("eos_token_id", 2),
         pad_token_id=pad_token_id,
@@ -353,12 +357,18 @@ def resolve_vision_config(
     """The CLIP config of the tower, and the CLIP folder it came from (None for a built-in).
 
     Order: the caller's `vision_config`; `mm_vision_tower` as a folder (absolute, or relative
-    to the checkpoint as in the golden fixture); a published config for a known hub id.
+    to the checkpoint folder or to its parent, where the original code ran from); a published
+    config for a known hub id.
     """
     transformers = require("transformers", "torch", "converting checkpoints")
     if isinstance(vision_config, transformers.CLIPVisionConfig):
         return vision_config, None
-    candidates = [Path(vision_config)] if vision_config is not None else [Path(tower), src / tower]
+    if vision_config is not None:
+        candidates = [Path(vision_config).expanduser()]
+    elif Path(tower).is_absolute():
+        candidates = [Path(tower)]
+    else:
+        candidates = [src / tower, src.parent / tower]
     for folder in candidates:
         if (folder / "config.json").is_file():
             return transformers.CLIPVisionConfig.from_pretrained(str(folder)), folder
@@ -566,11 +576,11 @@ def pad_rows(tensor: torch.Tensor, rows: int, fill: str) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def _to_dtype(dtype: Any, weights: Mapping[str, torch.Tensor]) -> torch.dtype:
-    """The output dtype: the one asked for, else the checkpoint's (its embedding's dtype)."""
+def _to_dtype(dtype: Any, default: torch.dtype) -> torch.dtype:
+    """The output dtype: the one asked for (a torch dtype or a name such as "fp16"), else `default`."""
     torch = require("torch", "torch", "converting checkpoints")
     if dtype is None:
-        return weights[_ORIG_TEXT + "embed_tokens.weight"].dtype
+        return default
     if isinstance(dtype, torch.dtype):
         return dtype
     names = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32", "float": "float32"}
@@ -580,34 +590,41 @@ def _to_dtype(dtype: Any, weights: Mapping[str, torch.Tensor]) -> torch.dtype:
     return resolved
 
 
-def _build_model(config: PreTrainedConfig, state_dict: Mapping[str, torch.Tensor]) -> Any:
-    """`LlavaForConditionalGeneration` holding exactly `state_dict`, without a random init.
+def _empty_model(config: PreTrainedConfig) -> Any:
+    """`LlavaForConditionalGeneration` with parameters on the meta device (no memory, no init).
 
-    Parameters are created on the meta device and then replaced by the given tensors
-    (`assign=True`), so a 7B conversion holds one copy of the weights, not two.
+    Loading with `assign=True` then puts the converted tensors in place, so a 7B conversion
+    holds one copy of the weights, not two. Buffers (rotary frequencies, CLIP position ids)
+    stay real: they are computed, not loaded.
     """
     transformers = require("transformers", "torch", "converting checkpoints")
     accelerate = require("accelerate", "torch", "converting checkpoints")
     with accelerate.init_empty_weights(include_buffers=False):
-        model = transformers.LlavaForConditionalGeneration(config)
-    model.load_state_dict(dict(state_dict), strict=True, assign=True)
-    if config.tie_word_embeddings:
-        model.tie_weights()
-    return model.eval()
+        return transformers.LlavaForConditionalGeneration(config)
 
 
 def _load_tokenizer(src: Path) -> tuple[Any, bool]:
-    """The checkpoint's tokenizer with its `legacy` flag as transformers 4.x applied it.
+    """The checkpoint's tokenizer, read with the defaults transformers 4.x applied to it.
 
-    transformers 4.x's slow Llama tokenizer treated a missing `legacy` as true; 5.x defaults
-    to false. We pass the 4.x value explicitly so the ids match what the model was trained on.
+    transformers 4.x's slow Llama tokenizer treated a missing `legacy` as true and added BOS
+    by default; 5.x defaults both to false. We pass the 4.x values explicitly so the ids match
+    what the model was trained on. Padding goes on the left, as batched generation needs.
     """
     transformers = require("transformers", "torch", "converting checkpoints")
-    tok_config = src / "tokenizer_config.json"
-    legacy = bool(_read_json(tok_config).get("legacy", True)) if tok_config.is_file() else True
     if not any((src / n).is_file() for n in ("tokenizer.model", "tokenizer.json")):
         raise CheckpointError(f"{src} has no tokenizer (tokenizer.model or tokenizer.json)")
-    return transformers.AutoTokenizer.from_pretrained(str(src), legacy=legacy), legacy
+    tok_config_path = src / "tokenizer_config.json"
+    tok_config = _read_json(tok_config_path) if tok_config_path.is_file() else {}
+    legacy = bool(tok_config.get("legacy", True))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(
+        str(src),
+        legacy=legacy,
+        add_bos_token=bool(tok_config.get("add_bos_token", True)),
+        add_eos_token=bool(tok_config.get("add_eos_token", False)),
+        padding_side="left",
+        config=transformers.LlamaConfig(),  # config.json is not a transformers config; LLaVA's tokenizers are Llama's
+    )
+    return tokenizer, legacy
 
 
 def build_image_processor(image_size: int, clip_folder: Path | None, pad_to_square: bool) -> Any:
@@ -623,7 +640,7 @@ def build_image_processor(image_size: int, clip_folder: Path | None, pad_to_squa
     kwargs: dict[str, Any] = {
         "size": {"shortest_edge": image_size},
         "crop_size": {"height": image_size, "width": image_size},
-        "do_pad": pad_to_square,
+        "do_pad": False,
     }
     for key in ("image_mean", "image_std", "resample"):
         if key in clip:
@@ -681,17 +698,16 @@ def convert_original_checkpoint(
     check_vision_shapes(vision, {k: tuple(v.shape) for k, v in weights.items()}, settings.mm_hidden_size)
     tokenizer, legacy = _load_tokenizer(src)
     image_id, pad_id = add_llava_tokens(tokenizer)
-    config = _llava_config(original, settings, vision, len(tokenizer), image_id, pad_id)
-    state = _converted_state(weights, config, int(original.get("vocab_size", 32000)), _to_dtype(dtype, weights))
+    orig_vocab = int(original.get("vocab_size", 32000))
+    model = _empty_model(_llava_config(original, settings, vision, len(tokenizer), image_id, pad_id))
+    state = _converted_state(weights, model, orig_vocab, dtype)
     del weights
-    model = _build_model(config, state)
-    _set_generation_config(model, src, pad_id, int(original.get("vocab_size", 32000)))
+    model.load_state_dict(state, strict=True, assign=True)
+    _set_generation_config(model.eval(), src, pad_id, orig_vocab)
     dst.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(dst), max_shard_size="5GB")
-    processor = build_processor(
-        tokenizer, build_image_processor(vision.image_size, clip_folder, settings.pad_to_square),
-        vision.patch_size, settings.select_strategy,
-    )
+    image_processor = build_image_processor(vision.image_size, clip_folder, settings.pad_to_square)
+    processor = build_processor(tokenizer, image_processor, vision.patch_size, settings.select_strategy)
     save_processor(processor, dst, legacy=legacy, probe=_tokenizer_probe())
     _write_marker(dst, source=str(src), fingerprint=source_fingerprint(src))
     return dst
@@ -718,30 +734,28 @@ def _llava_config(
         vision_feature_select_strategy=settings.select_strategy,
         vision_feature_layer=settings.feature_layer,
         multimodal_projector_bias=True,
-        tie_word_embeddings=text.tie_word_embeddings,
+        tie_word_embeddings=False,
     )
 
 
 def _converted_state(
-    weights: Mapping[str, torch.Tensor], config: PreTrainedConfig, orig_vocab: int, dtype: torch.dtype
+    weights: Mapping[str, torch.Tensor], model: Any, orig_vocab: int, dtype: Any
 ) -> dict[str, torch.Tensor]:
-    """Renamed, checked, vocab-padded and cast tensors for the model described by `config`."""
-    transformers = require("transformers", "torch", "converting checkpoints")
-    accelerate = require("accelerate", "torch", "converting checkpoints")
-    with accelerate.init_empty_weights(include_buffers=False):
-        skeleton = transformers.LlavaForConditionalGeneration(config)
-    target_shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    """Renamed, checked, vocab-padded and cast tensors for the (meta) `model`.
+
+    Embeddings and lm_head grow from [orig_vocab, h] to [padded_vocab, h]; every floating
+    tensor is cast to `dtype` (default: the dtype of the checkpoint's embeddings).
+    """
+    target_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     keymap = KeyMap.for_model(target_shapes)
-    embed, head = keymap.to_target(_ORIG_TEXT + "embed_tokens.weight"), keymap.to_target("lm_head.weight")
-    if config.tie_word_embeddings and "lm_head.weight" not in weights:
-        target_shapes.pop(head, None)
-    vocab_rows = {embed: orig_vocab, head: orig_vocab}
-    state = map_weights(weights, target_shapes, keymap, vocab_rows)
-    rows = config.text_config.vocab_size
+    embed = keymap.to_target(_ORIG_TEXT + "embed_tokens.weight")
+    head = keymap.to_target(_ORIG_LM_HEAD + "weight")
+    state = map_weights(weights, target_shapes, keymap, {embed: orig_vocab, head: orig_vocab})
+    rows = target_shapes[embed][0]
+    out_dtype = _to_dtype(dtype, state[embed].dtype)
     state[embed] = pad_rows(state[embed], rows, "mean")
-    if head in state:
-        state[head] = pad_rows(state[head], rows, "zero")
-    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    state[head] = pad_rows(state[head], rows, "zero")
+    return {k: v.to(out_dtype) if v.is_floating_point() else v for k, v in state.items()}
 
 
 def _set_generation_config(model: Any, src: Path, pad_id: int, orig_vocab: int) -> None:

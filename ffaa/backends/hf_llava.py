@@ -249,6 +249,31 @@ class HFLlavaBackend:
             text = _cut_after_answer(text)
         return Generation(text=text, new_tokens=len(ids), stopped_by=stopped_by)
 
+    def score_verdict(self, requests: Sequence[GenerationRequest]) -> list[float]:
+        """P(fake) / (P(real) + P(fake)) of the next token after each prompt: one forward pass.
+
+        "real" and "fake" count in every spelling the tokenizer writes as one token ("real",
+        "Real", " real", ...), so the score does not hinge on how the model cases its verdict.
+        With left padding the last position is every row's next token.
+        """
+        if not requests:
+            return []
+        torch = require("torch", "torch", "running the model")
+        words: dict[str, set[int]] = {"real": set(), "fake": set()}
+        for word, ids in words.items():
+            for form in (word, word.capitalize(), word.upper(), f" {word}", f" {word.capitalize()}"):
+                pieces = self.tokenizer.encode(form, add_special_tokens=False)
+                if len(pieces) == 1:
+                    ids.add(pieces[0])
+            if not ids:
+                raise CheckpointError(f"the tokenizer has no single token for {word!r}: triage cannot score this model")
+        real, fake = sorted(words["real"]), sorted(words["fake"])
+        with self._lock, torch.inference_mode():
+            logits = self.model(**self._inputs(requests)).logits[:, -1, :].float()
+        probs = logits.softmax(dim=-1)
+        p_real, p_fake = probs[:, real].sum(dim=-1), probs[:, fake].sum(dim=-1)
+        return (p_fake / (p_real + p_fake).clamp_min(1e-12)).tolist()
+
     def stream(self, request: GenerationRequest, settings: DecodingSettings) -> Iterator[str]:
         """Yield text pieces of one answer as they are generated (for the chat UI)."""
         transformers = require("transformers", "torch", "running the model")

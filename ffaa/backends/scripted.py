@@ -67,6 +67,18 @@ class ScriptedBackend:
         time.sleep(self.delay * max((g.new_tokens for g in out), default=0))
         return out
 
+    def score_verdict(self, requests: Sequence[GenerationRequest]) -> list[float]:
+        """P(fake) by the same brightness rule as `_verdict`: 1 - mean grey / 255 (dark = fake).
+
+        One `delay` per call stands for the single forward pass a real model makes.
+        """
+        time.sleep(self.delay)
+        scores = []
+        for r in requests:
+            gray = r.image.convert("L").resize((16, 16))
+            scores.append(round(1.0 - sum(gray.getdata()) / 256 / 255, 6))
+        return scores
+
     def stream(self, request: GenerationRequest, settings: DecodingSettings) -> Iterator[str]:
         words = self.answer(request).split(" ")[: settings.max_new_tokens]
         for i, word in enumerate(words):

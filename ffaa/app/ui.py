@@ -1,0 +1,324 @@
+"""The Gradio page: upload a face image, read the analysis, ask follow-up questions.
+
+`build_ui` receives a ready `Assistant` (the model is loaded once, by the caller) and returns a
+`gr.Blocks`. Each user action is a short chain of events:
+
+    check the input (fast, never waits for the model)
+      -> gate (stops the chain when the check failed, without an error toast)
+      -> model step (queued; one at a time for the whole server: concurrency id "model")
+
+so a bad file is reported at once even while another user's answer is being generated, and a
+long generation holds up other users for one request at most. Errors that users can fix are
+shown twice: as a toast and in an error box that stays until the next action.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ..errors import FfaaError
+from ..pipeline import Assistant
+from .case import (
+    Case,
+    FaceMode,
+    PendingImage,
+    Turn,
+    analyze_pending,
+    chat_settings,
+    open_upload,
+    stream_answer,
+    thread_choices,
+)
+from .files import ReportFiles, Workspace, case_record, write_report_files
+from .render import annotated_image, candidates_html, chat_messages, esc, verdict_cards_html
+
+log = logging.getLogger("ffaa.app")
+
+MODEL = "model"  # concurrency id shared by every event that runs the model
+MAX_QUESTION_CHARS = 1000
+FACE_MODES = [
+    ("Detected faces (none found: error)", "faces"),
+    ("Detected faces, else the whole image", "auto"),
+    ("The whole image, no face crop", "whole"),
+]
+
+
+@dataclass(frozen=True)
+class UiOptions:
+    """How the page behaves; the server side (host, auth, limits) is in `ServerOptions`."""
+
+    title: str = "FFAA — explainable face forgery analysis"
+    examples: tuple[str, ...] = ()
+    face_mode: FaceMode = "faces"
+    chat_max_new_tokens: int = 512
+    history_turns: int = 6
+    max_file_size: str = "10mb"
+    cache_max_age_s: int = 3600
+    demo: bool = False
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """One browser session: its case, and what is waiting for the model."""
+
+    case: Case | None = None
+    pending: PendingImage | None = None
+    question: tuple[int, str] | None = None
+
+
+class Handlers:
+    """The event functions. Each returns values in the order of the outputs it is wired to."""
+
+    def __init__(self, assistant: Assistant, options: UiOptions, workspace: Workspace):
+        self.assistant = assistant
+        self.options = options
+        self.workspace = workspace
+
+    # -- outputs --------------------------------------------------------------------------
+
+    def view(
+        self,
+        state: SessionState,
+        chat: list[dict[str, Any]],
+        *,
+        error: str | None = None,
+        preview: Any = None,
+        files: ReportFiles | None = None,
+    ) -> tuple[Any, ...]:
+        """state, chat, cards, image, candidates, 3 downloads, face selector, error box."""
+        case = state.case
+        image = annotated_image(case) if case is not None else preview
+        choices = thread_choices(case)
+        return (
+            state,
+            chat,
+            verdict_cards_html(case, self.options.demo),
+            image,
+            candidates_html(case),
+            *download_updates(files),
+            gr.update(choices=choices, value=0 if choices else None, visible=len(choices) > 1),
+            error_update(error),
+        )
+
+    def failed(self, message: str, state: SessionState = SessionState()) -> tuple[Any, ...]:
+        gr.Warning(message)
+        return self.view(state, chat_messages(state.case), error=message)
+
+    # -- first turn -----------------------------------------------------------------------
+
+    def receive(self, path: str | None, question: str, face_mode: FaceMode) -> tuple[Any, ...]:
+        """Check an uploaded file; a good one waits for the model, a bad one is explained."""
+        if not path:
+            return self.view(SessionState(), [])
+        name = Path(path).name
+        try:
+            with open(path, "rb") as handle:
+                pending = open_upload(handle, name, self.assistant, question, face_mode)
+        except FfaaError as exc:
+            return self.failed(str(exc))
+        except OSError as exc:
+            return self.failed(f"{name}: the upload cannot be read ({exc.strerror or exc}); upload it again")
+        state = SessionState(pending=pending)
+        preview = pending.loaded.image.copy()
+        preview.thumbnail((1024, 1024))
+        chat = chat_messages(None, upload_name=name, status="Waiting for the model…")
+        return self.view(state, chat, preview=preview)
+
+    def analyze(self, state: SessionState) -> tuple[Any, ...]:
+        """Run the full analysis of the waiting image: the chat's first turn."""
+        pending = state.pending
+        try:
+            case = analyze_pending(self.assistant, pending)
+            files = write_report_files(case, self.workspace, self.options.demo)
+        except FfaaError as exc:
+            return self.failed(str(exc))
+        except Exception:
+            log.exception("analysis of %s failed", pending.name)
+            return self.failed(f"{pending.name}: the analysis failed with an internal error (see the server log)")
+        new = SessionState(case=case)
+        return self.view(new, chat_messages(case), files=files)
+
+    # -- follow-ups -----------------------------------------------------------------------
+
+    def accept_question(self, text: str, face: int | None, state: SessionState) -> tuple[Any, ...]:
+        """Check a follow-up question and show it at once; the answer comes from `answer`."""
+        question = (text or "").strip()
+        case = state.case
+        problem = None
+        if case is None:
+            problem = "Upload a face image first: follow-up questions are about the analysed image."
+        elif not question:
+            problem = "Type a question first."
+        elif len(question) > MAX_QUESTION_CHARS:
+            problem = f"The question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}."
+        if problem is not None:
+            gr.Warning(problem)
+            return (replace(state, question=None), chat_messages(case), *skip(3), error_update(problem), text)
+        face = face if face is not None and 0 <= face < len(case.threads) else 0
+        pending = (face, Turn(question, ""))
+        new = SessionState(case=case, question=(face, question))
+        return (new, chat_messages(case, pending_question=pending), *skip(3), error_update(None), "")
+
+    def answer(self, state: SessionState) -> Iterator[tuple[Any, ...]]:
+        """Stream the model's answer to the waiting question into the chat, token by token."""
+        case, (face, question) = state.case, state.question
+        settings = chat_settings(self.assistant, self.options.chat_max_new_tokens)
+        turn = Turn(question, "")
+        try:
+            for turn in stream_answer(self.assistant, case, face, question, settings, self.options.history_turns):
+                yield (state, chat_messages(case, pending_question=(face, turn)), *skip(5))
+        except Exception as exc:
+            log.exception("follow-up answer failed")
+            message = str(exc) if isinstance(exc, FfaaError) else "the answer failed with an internal error (see the server log)"
+            gr.Warning(message)
+            yield (SessionState(case=case), chat_messages(case), *skip(3), error_update(message), question)
+            return
+        done = case.with_turn(face, turn)
+        files = write_report_files(done, self.workspace, self.options.demo)
+        yield (SessionState(case=done), chat_messages(done), *download_updates(files), error_update(None), gr.skip())
+
+    # -- other actions --------------------------------------------------------------------
+
+    def reset(self) -> tuple[Any, ...]:
+        """"New case": forget the image, the analysis and the conversation."""
+        return (*self.view(SessionState(), []), None, "")
+
+    def api_analyze(self, path: str | None) -> str:
+        """API endpoint: analyse one image and return the case record (the JSON download) as text.
+
+        Text rather than a JSON value: gradio_client takes every dict with a "path" key for a
+        file to fetch, and a report's image record has one.
+        """
+        if not path:
+            raise gr.Error("no image was sent", print_exception=False)
+        name = Path(path).name
+        try:
+            with open(path, "rb") as handle:
+                pending = open_upload(handle, name, self.assistant, None, self.options.face_mode)
+            return json.dumps(case_record(analyze_pending(self.assistant, pending)), ensure_ascii=False)
+        except FfaaError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+
+def skip(n: int) -> list[Any]:
+    return [gr.skip()] * n
+
+
+def download_updates(files: ReportFiles | None) -> list[Any]:
+    paths = (files.json, files.markdown, files.html) if files else (None, None, None)
+    return [gr.update(value=str(p) if p else None, interactive=p is not None) for p in paths]
+
+
+def error_update(message: str | None) -> Any:
+    if not message:
+        return gr.update(value="", visible=False)
+    return gr.update(value=f'<div class="ffaa-error" role="alert">{esc(message)}</div>', visible=True)
+
+
+def _stop_unless(ready: bool) -> None:
+    """Ends an event chain quietly: `.success()` steps after it do not run."""
+    if not ready:
+        raise gr.Error("nothing to do", visible=False, print_exception=False)
+
+
+def build_ui(assistant: Assistant, options: UiOptions = UiOptions(), workspace: Workspace | None = None) -> gr.Blocks:
+    """The page, wired to `assistant`. Nothing is loaded here: the assistant is ready."""
+    workspace = workspace or Workspace(options.cache_max_age_s)
+    h = Handlers(assistant, options, workspace)
+    every = min(options.cache_max_age_s, 1800)
+    delete_cache = (every, options.cache_max_age_s) if options.cache_max_age_s > 0 else None
+    with gr.Blocks(title="FFAA", analytics_enabled=False, delete_cache=delete_cache) as demo:
+        _header(options, assistant)
+        state = gr.State(SessionState())
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=320):
+                upload = gr.File(label=f"Face image (JPEG, PNG, WebP, BMP, TIFF, GIF; up to {options.max_file_size})",
+                                 type="filepath", elem_id="ffaa-upload", height=120)
+                if options.examples:
+                    gr.Examples([[p] for p in options.examples], inputs=[upload], label="Examples (public-domain photo)")
+                error_box = gr.HTML("", visible=False, elem_id="ffaa-error")
+                faces_img = gr.Image(label="Faces found", type="pil", interactive=False, elem_id="ffaa-faces",
+                                     buttons=["fullscreen"], height=360)
+                with gr.Row():
+                    dl_json = gr.DownloadButton("Report JSON", interactive=False, size="sm", elem_id="ffaa-dl-json")
+                    dl_md = gr.DownloadButton("Markdown", interactive=False, size="sm", elem_id="ffaa-dl-md")
+                    dl_html = gr.DownloadButton("HTML", interactive=False, size="sm", elem_id="ffaa-dl-html")
+                new_btn = gr.Button("New case", variant="secondary", elem_id="ffaa-new")
+                with gr.Accordion("Options", open=False):
+                    first_question = gr.Textbox(label="Question for the first answer (optional)", max_length=MAX_QUESTION_CHARS,
+                                                placeholder="Default: one of FFAA's ten questions")
+                    face_mode = gr.Radio(FACE_MODES, value=options.face_mode, label="Analyse")
+            with gr.Column(scale=3, min_width=400):
+                cards = gr.HTML(verdict_cards_html(None), elem_id="ffaa-verdict")
+                chatbot = gr.Chatbot(label="Conversation", elem_id="ffaa-chat", height=520, buttons=["copy"],
+                                     feedback_options=None, allow_tags=False, latex_delimiters=[],
+                                     sanitize_html=True, placeholder="The analysis appears here.")
+                face_sel = gr.Radio([], label="Ask about", visible=False, elem_id="ffaa-face")
+                with gr.Row():
+                    question = gr.Textbox(show_label=False, placeholder="Ask a follow-up question about this face…",
+                                          max_length=MAX_QUESTION_CHARS, scale=5, elem_id="ffaa-question")
+                    ask_btn = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="ffaa-ask")
+                with gr.Accordion("Other candidates and their scores", open=False, elem_id="ffaa-cands"):
+                    candidates = gr.HTML(candidates_html(None))
+        # A hidden trigger gives the analysis a clean API endpoint: file in, case record out.
+        api_file = gr.File(visible=False)
+        api_out = gr.Textbox(visible=False)
+        api_btn = gr.Button(visible=False)
+
+        view = [state, chatbot, cards, faces_img, candidates, dl_json, dl_md, dl_html, face_sel, error_box]
+        ask_view = [state, chatbot, dl_json, dl_md, dl_html, error_box, question]
+        private = {"api_visibility": "private"}
+        analyzing = (
+            upload.change(h.receive, [upload, first_question, face_mode], view, api_name="ui_receive", show_progress="hidden", **private)
+            .then(lambda s: _stop_unless(s.pending is not None), state, None, queue=False, show_progress="hidden", **private)
+            .success(h.analyze, state, view, api_name="ui_analyze", concurrency_limit=1, concurrency_id=MODEL,
+                     show_progress="minimal", show_progress_on=[chatbot], **private)
+        )
+        answering = (
+            gr.on([ask_btn.click, question.submit], h.accept_question, [question, face_sel, state], ask_view, api_name="ui_question",
+                  show_progress="hidden", **private)
+            .then(lambda s: _stop_unless(s.question is not None), state, None, queue=False, show_progress="hidden", **private)
+            .success(h.answer, state, ask_view, api_name="ui_answer", concurrency_limit=1, concurrency_id=MODEL,
+                     show_progress="hidden", **private)
+        )
+        new_btn.click(h.reset, None, [*view, upload, question], api_name="ui_reset", cancels=[analyzing, answering], **private)
+        api_btn.click(h.api_analyze, api_file, api_out, api_name="analyze", concurrency_limit=1, concurrency_id=MODEL)
+    return demo
+
+
+def _header(options: UiOptions, assistant: Assistant) -> None:
+    info = assistant.backend.info
+    lines = [f"# {options.title}",
+             "Upload a face image: the model writes three candidate analyses per face and a decider picks one. "
+             "Then ask follow-up questions about the face. Answers come from a model and can be wrong."]
+    if options.demo or info.demo:
+        lines.append(f"**Demo mode:** `{info.model_id}` has random weights or fixed rules; its answers are not an analysis.")
+    gr.Markdown("\n\n".join(lines), elem_id="ffaa-header")
+
+
+CSS = """
+#ffaa-header p { margin: .2rem 0; }
+.ffaa-empty { color: var(--body-text-color-subdued); padding: .5rem 0; }
+.ffaa-cards { display: flex; flex-wrap: wrap; gap: .75rem; }
+.ffaa-card { flex: 1 1 15rem; border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .6rem .8rem; }
+.ffaa-card-head { display: flex; justify-content: space-between; align-items: center; margin-bottom: .4rem; }
+.ffaa-face { font-weight: 600; }
+.ffaa-badge { font-weight: 700; letter-spacing: .04em; padding: .1rem .7rem; border-radius: 999px; color: #fff; }
+.ffaa-fake { background: #dc2626; } .ffaa-real { background: #16a34a; } .ffaa-undecided { background: #64748b; }
+.ffaa-facts { display: grid; grid-template-columns: auto 1fr; gap: .15rem .8rem; margin: 0; }
+.ffaa-facts dt { color: var(--body-text-color-subdued); } .ffaa-facts dd { margin: 0; font-weight: 600; }
+.ffaa-notes { margin: .5rem 0 0 1rem; color: #92400e; font-size: .9em; }
+.ffaa-demo { margin-top: .5rem; background: #fef3c7; color: #92400e; padding: .4rem .6rem; border-radius: 6px; }
+.ffaa-error { background: #fef2f2; border: 1px solid #fecaca; color: #991b1b; padding: .6rem .8rem; border-radius: 6px; }
+.ffaa-cands table { width: 100%; border-collapse: collapse; font-size: .9em; margin-bottom: .8rem; }
+.ffaa-cands th, .ffaa-cands td { text-align: left; padding: .25rem .4rem; border-bottom: 1px solid var(--border-color-primary); vertical-align: top; }
+.ffaa-cands tr.ffaa-chosen { background: var(--background-fill-secondary); }
+.ffaa-cands pre { white-space: pre-wrap; font-size: .85em; }
+"""

@@ -1,0 +1,333 @@
+"""The work of one item, independent of where it runs (this process or a Ray actor).
+
+`prepare` reads an item and turns it into face jobs: an image is decoded and its faces cropped;
+a video is sampled and the faces of every sampled frame cropped. Any failure becomes an
+`ItemError` with the stage it happened in, never an exception: a batch always finishes.
+`analyze_group` then sends the face jobs of several prepared items to the model together (one
+`Assistant.analyze_jobs` call, or one triage pass), so small items share generate batches, and
+`build_block` turns each item's reports into the records of its block.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from ..errors import FfaaError, InputError
+from ..types import ForensicReport, ImageInfo
+from .aggregate import FaceOutcome, FramePoint, aggregate, combine
+from .inputs import Item
+from .records import Block, ItemSummary, Mode, error_record, face_record, item_fields, item_record, video_record
+from .triage import triage_reports
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ..pipeline import Assistant, FaceJob
+
+THUMB_SIDE = 160
+CROP_SIDE = 112
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How videos are sampled and summarised (see `ffaa.video` and `aggregate.py`).
+
+    With neither `every_seconds` nor `frames_per_video`, 8 frames are spread over the video.
+    """
+
+    every_seconds: float | None = None
+    frames_per_video: int | None = None
+    max_frames: int = 32
+    rule: str = "mean"
+    threshold: float = 0.5
+
+    def sampling(self):
+        from ..video import VideoSampling
+
+        return VideoSampling(self.every_seconds, self.frames_per_video, self.max_frames)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What an item's analysis needs besides the assistant; travels to Ray actors as is."""
+
+    mode: Mode = "full"
+    triage_threshold: float = 0.5
+    video: VideoOptions = VideoOptions()
+    thumbnails: bool = True
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """Why an item could not be (fully) analysed, and at which stage."""
+
+    stage: str
+    reason: str
+    error_type: str
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    index: int
+    timestamp: float
+    faces: int
+
+
+@dataclass(frozen=True)
+class VideoScan:
+    """The frames sampled from a video and whether it decoded to its end."""
+
+    frames: tuple[SampledFrame, ...]
+    partial: bool
+    error: str | None
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An item ready for the model: its face jobs (with the sampled frame of each, for videos)."""
+
+    item: Item
+    jobs: tuple["FaceJob", ...] = ()
+    frame_of_job: tuple[int | None, ...] = ()
+    video: VideoScan | None = None
+    thumb: bytes | None = None
+    error: ItemError | None = None
+    seconds: float = 0.0
+
+
+class _Failed(Exception):
+    def __init__(self, error: ItemError):
+        super().__init__(error.reason)
+        self.error = error
+
+
+@contextmanager
+def _stage(name: str) -> Iterator[None]:
+    """Turn any failure inside the block into an ItemError of stage `name`."""
+    try:
+        yield
+    except _Failed:
+        raise
+    except FfaaError as exc:
+        raise _Failed(ItemError(name, str(exc), type(exc).__name__)) from exc
+    except Exception as exc:  # a library failing on one odd file must not stop the batch
+        raise _Failed(ItemError(name, f"{type(exc).__name__}: {exc}", type(exc).__name__)) from exc
+
+
+# -- preparing -------------------------------------------------------------------------------
+
+
+def prepare(item: Item, assistant: "Assistant", settings: EngineSettings) -> Prepared:
+    """Decode the item and crop its faces; failures become `Prepared.error`."""
+    start = time.perf_counter()
+    try:
+        if item.problem:
+            raise _Failed(ItemError("read", item.problem, "InputError"))
+        if item.kind == "video":
+            prepared = _prepare_video(item, assistant, settings)
+        else:  # "other" too: the image loader says precisely what the file is instead
+            prepared = _prepare_image(item, assistant, settings)
+    except _Failed as failed:
+        prepared = Prepared(item, error=failed.error)
+    return replace(prepared, seconds=time.perf_counter() - start)
+
+
+def _prepare_image(item: Item, assistant: "Assistant", settings: EngineSettings) -> Prepared:
+    with _stage("decode"):
+        loaded = assistant.load(item.path)
+    thumb = thumbnail(loaded.image, THUMB_SIDE) if settings.thumbnails else None
+    try:
+        with _stage("faces"):
+            jobs = assistant.face_jobs(loaded)
+    except _Failed as failed:
+        return Prepared(item, thumb=thumb, error=failed.error)
+    return Prepared(item, tuple(jobs), (None,) * len(jobs), thumb=thumb)
+
+
+def _prepare_video(item: Item, assistant: "Assistant", settings: EngineSettings) -> Prepared:
+    from ..video import sample_frames
+
+    with _stage("video"):
+        sampler = sample_frames(item.path, settings.video.sampling())
+        _check_frame_size(item, sampler.info, assistant)
+    jobs: list[FaceJob] = []
+    where: list[int] = []
+    frames: list[SampledFrame] = []
+    thumb, thumb_has_face = None, False
+    with _stage("video"):
+        for frame in sampler:
+            found = _frame_jobs(item, sampler.info, frame, assistant)
+            frames.append(SampledFrame(frame.index, frame.timestamp_s, len(found)))
+            jobs += found
+            where += [len(frames) - 1] * len(found)
+            if settings.thumbnails and (thumb is None or (found and not thumb_has_face)):
+                thumb, thumb_has_face = thumbnail(frame.image, THUMB_SIDE), bool(found)  # first face frame
+    scan = VideoScan(tuple(frames), sampler.partial, sampler.error, _video_info(sampler.info))
+    if not frames:
+        reason = f"{item.path}: no frame could be decoded ({sampler.error or 'empty video stream'})"
+        raise _Failed(ItemError("video", reason, "InputError"))
+    if not jobs:
+        error = ItemError("faces", f"no face found in any of the {len(frames)} sampled frames", "InputError")
+        return Prepared(item, video=scan, thumb=thumb, error=error)
+    return Prepared(item, tuple(jobs), tuple(where), scan, thumb)
+
+
+def _check_frame_size(item: Item, info, assistant: "Assistant") -> None:
+    """Apply the image pixel limit to video frames too: a huge frame size is a bomb as well."""
+    from ..media import LoadLimits
+
+    limit = (assistant.options.limits or LoadLimits()).max_pixels
+    if info.width * info.height > limit:
+        raise InputError(f"{item.path}: video frames are {info.width}x{info.height}, over the limit of "
+                         f"{limit / 1e6:.1f} Mpx; raise it with --max-pixels")
+
+
+def _frame_jobs(item: Item, info, frame, assistant: "Assistant") -> list["FaceJob"]:
+    """The face jobs of one frame; a frame without a face simply has none."""
+    from ..media import LoadedImage
+
+    note = f"video frame {frame.index} at {frame.timestamp_s:.3f} s"
+    image_info = ImageInfo(item.path, item.sha256 or "", frame.image.width, frame.image.height,
+                           "RGB", info.container, (note,))
+    try:
+        return assistant.face_jobs(LoadedImage(frame.image, image_info))
+    except InputError:
+        return []
+
+
+def _video_info(info) -> dict[str, Any]:
+    keep = ("duration_s", "fps", "frame_count", "width", "height", "codec", "container", "rotation", "backend")
+    return {k: v for k, v in asdict(info).items() if k in keep}
+
+
+def thumbnail(image: "Image.Image", side: int) -> bytes:
+    """A small JPEG of the image for the HTML report."""
+    small = image.convert("RGB")
+    small.thumbnail((side, side))
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
+# -- analysing -------------------------------------------------------------------------------
+
+
+def analyze_group(assistant: "Assistant", group: Sequence[Prepared], settings: EngineSettings) -> list[Block]:
+    """Blocks for several prepared items, their faces analysed in one batched call.
+
+    When the call fails, each item is retried alone, so one bad item cannot sink the others;
+    an item that fails alone gets an error record of stage "generate".
+    """
+    ready = [p for p in group if p.error is None]
+    try:
+        reports = _analyze(assistant, [job for p in ready for job in p.jobs], settings)
+    except Exception as exc:  # backends raise many kinds (CUDA, tokenizer, image processor)
+        if len(ready) > 1:
+            return [block for p in group for block in analyze_group(assistant, [p], settings)]
+        failed = {id(p): ItemError("generate", f"{type(exc).__name__}: {exc}", type(exc).__name__) for p in ready}
+        return [build_block(p, [], settings, failed.get(id(p))) for p in group]
+    blocks, start = [], 0
+    for p in group:
+        mine = reports[start : start + len(p.jobs)] if p.error is None else []
+        start += len(mine)
+        blocks.append(build_block(p, mine, settings))
+    return blocks
+
+
+def _analyze(assistant: "Assistant", jobs: list["FaceJob"], settings: EngineSettings) -> list[ForensicReport]:
+    if settings.mode == "triage":
+        return triage_reports(assistant, jobs, settings.triage_threshold)
+    return assistant.analyze_jobs(jobs)
+
+
+# -- records ---------------------------------------------------------------------------------
+
+
+def build_block(
+    p: Prepared, reports: Sequence[ForensicReport], settings: EngineSettings, error: ItemError | None = None
+) -> Block:
+    """The records of one item: faces (or an error), a video aggregate, then the item record."""
+    error = error or p.error
+    fields = item_fields(p.item, settings.mode)
+    thumbs: list[tuple[str, bytes]] = []
+    item_thumb = _thumb_name(p.item) if p.thumb and p.item.sha256 else None
+    if item_thumb:
+        thumbs.append((item_thumb, p.thumb))
+    records = [] if error else _face_records(p, reports, fields, settings, thumbs)
+    outcomes = [FaceOutcome(r.decision.forgery_score, r.decision.verdict.value if r.decision.verdict else None)
+                for r in reports]
+    if p.video is not None:
+        points = _timeline(p, outcomes)
+        agg = aggregate(points, settings.video.rule, settings.video.threshold)
+        records.append(video_record(fields, agg.as_dict(), [asdict(pt) for pt in points], _decode(p.video)))
+        overall = FaceOutcome(agg.score, agg.verdict)
+    else:
+        overall = combine(outcomes)
+    if error:
+        records.append(error_record(fields, error.stage, error.reason, error.error_type))
+    summary = _summary(p, outcomes, overall, error)
+    records.append(item_record(fields, summary, p.seconds, item_thumb))
+    return Block(tuple(records), tuple(thumbs))
+
+
+def _face_records(p: Prepared, reports, fields, settings: EngineSettings, thumbs: list) -> list[dict]:
+    records = []
+    for n, (job, report) in enumerate(zip(p.jobs, reports)):
+        frame = p.video.frames[p.frame_of_job[n]] if p.video is not None else None
+        crop = None
+        if settings.thumbnails and p.item.sha256:
+            crop = _thumb_name(p.item, n)
+            thumbs.append((crop, thumbnail(job.image, CROP_SIDE)))
+        records.append(face_record(
+            report, fields,
+            frame_index=frame.index if frame else None,
+            timestamp=frame.timestamp if frame else None,
+            crop=crop,
+        ))
+    return records
+
+
+def _timeline(p: Prepared, outcomes: Sequence[FaceOutcome]) -> list[FramePoint]:
+    per_frame: list[list[FaceOutcome]] = [[] for _ in p.video.frames]
+    for pos, outcome in zip(p.frame_of_job, outcomes):
+        per_frame[pos].append(outcome)
+    points = []
+    for frame, faces in zip(p.video.frames, per_frame):
+        c = combine(faces)
+        points.append(FramePoint(frame.index, frame.timestamp, frame.faces, c.score, c.verdict))
+    return points
+
+
+def _decode(scan: VideoScan) -> dict[str, Any]:
+    return {**scan.info, "frames_sampled": len(scan.frames), "partial": scan.partial, "error": scan.error}
+
+
+def _summary(p: Prepared, outcomes, overall: FaceOutcome, error: ItemError | None) -> ItemSummary:
+    if error:
+        return ItemSummary("error", reason=error.reason, stage=error.stage)
+    undecided = sum(o.verdict is None for o in outcomes)
+    partial = p.video is not None and p.video.partial
+    if undecided == len(outcomes):
+        status, reason = "undecided", "no candidate answer could be parsed"
+    else:
+        status = "partial" if partial else "ok"
+        reason = f"video partly decoded: {p.video.error}" if partial else None
+    if undecided and status != "undecided":
+        reason = "; ".join(filter(None, [reason, f"{undecided} of {len(outcomes)} faces undecided"]))
+    return ItemSummary(status, len(outcomes), undecided, overall.verdict, _round(overall.score),
+                       flagged=overall.verdict == "fake", reason=reason)
+
+
+def _thumb_name(item: Item, face: int | None = None) -> str:
+    stem = item.sha256[:20]
+    return f"{stem}.jpg" if face is None else f"{stem}-{face}.jpg"
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)

@@ -1,0 +1,289 @@
+"""Batch inputs: files, folders, globs and manifests -> distinct items to analyse.
+
+Two steps, both before any model runs. `collect_sources` expands the command-line arguments
+into one `Source` per listed file (folders recursively, symlink loops cut, manifests read).
+`build_items` hashes every file and groups sources by content, so a file listed twice, or two
+copies of the same file, is analysed once and its record lists every path. The content hash
+is also the key that makes runs resumable: an item is done when a record for its hash is.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..errors import InputError
+
+MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson")
+_GLOB_CHARS = set("*?[")
+_CHUNK = 1 << 20
+
+Kind = Literal["image", "video", "other", "unreadable"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One listed file: where it is, the id and label the user gave it, and what listed it."""
+
+    path: str
+    item_id: str
+    label: str | None = None
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One distinct content to analyse, with every source that holds it.
+
+    key: "sha256:<hex>" for readable files; "path:<absolute path>" when the file cannot be
+    read (it has no content to hash). problem: why the item cannot be analysed at all, if known
+    before decoding (missing, unreadable).
+    """
+
+    key: str
+    sha256: str | None
+    kind: Kind
+    size: int
+    sources: tuple[Source, ...]
+    problem: str | None = None
+
+    @property
+    def path(self) -> str:
+        return self.sources[0].path
+
+    @property
+    def item_id(self) -> str:
+        return self.sources[0].item_id
+
+    @property
+    def label(self) -> str | None:
+        return next((s.label for s in self.sources if s.label), None)
+
+
+def item_to_dict(item: Item) -> dict:
+    """Plain data for sending an item to another process."""
+    return {**asdict(item), "sources": [asdict(s) for s in item.sources]}
+
+
+def item_from_dict(data: dict) -> Item:
+    return Item(**{**data, "sources": tuple(Source(**s) for s in data["sources"])})
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What the arguments expanded to, plus notes for the user (skipped loops, empty folders)."""
+
+    items: tuple[Item, ...]
+    warnings: tuple[str, ...] = ()
+
+
+def discover(arguments: Sequence[str]) -> Discovery:
+    """Expand, hash and group the inputs; refuses when nothing at all was found."""
+    sources, warnings = collect_sources(arguments)
+    if not sources:
+        raise InputError(f"no input files found in {', '.join(arguments)}" + _why(warnings))
+    return Discovery(tuple(build_items(sources)), tuple(warnings))
+
+
+def _why(warnings: list[str]) -> str:
+    return f" ({'; '.join(warnings)})" if warnings else ""
+
+
+# -- expanding arguments ---------------------------------------------------------------------
+
+
+def collect_sources(arguments: Sequence[str]) -> tuple[list[Source], list[str]]:
+    """One Source per file named by the arguments, in argument order, each path once."""
+    sources: list[Source] = []
+    warnings: list[str] = []
+    for arg in arguments:
+        found, notes = _expand(arg)
+        sources += found
+        warnings += notes
+    return _unique_paths(sources), warnings
+
+
+def _expand(arg: str) -> tuple[list[Source], list[str]]:
+    path = Path(arg).expanduser()
+    if path.is_dir():
+        found, notes = walk_folder(path)
+        return found, notes + ([f"folder {arg} holds no files"] if not found else [])
+    if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+        return read_manifest(path), []
+    if path.exists() or os.path.islink(path):
+        return [Source(_absolute(path), path.name, origin=arg)], []
+    if _GLOB_CHARS & set(arg):
+        return _expand_glob(arg)
+    raise InputError(f"input not found: {arg}")
+
+
+def _expand_glob(pattern: str) -> tuple[list[Source], list[str]]:
+    matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+    sources, notes = [], []
+    for match in matches:
+        found, more = _expand(match) if Path(match).is_dir() else ([Source(_absolute(Path(match)), Path(match).name, origin=pattern)], [])
+        sources += found
+        notes += more
+    if not matches:
+        notes.append(f"pattern {pattern} matches no file")
+    return sources, notes
+
+
+def walk_folder(root: Path) -> tuple[list[Source], list[str]]:
+    """Files under `root`, recursively and sorted, following symlinks but never in a loop.
+
+    Hidden files and folders (name starting with ".") are skipped: they are tool metadata
+    (.DS_Store, .git), not inputs. Item ids are paths relative to `root`.
+    """
+    sources: list[Source] = []
+    notes: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True, onerror=lambda e: notes.append(_walk_error(e))):
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:
+            notes.append(f"symlink loop skipped at {folder}")
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(f for f in files if not f.startswith(".")):
+            full = Path(folder) / name
+            sources.append(Source(_absolute(full), full.relative_to(root).as_posix(), origin=str(root)))
+    return sources, notes
+
+
+def _walk_error(exc: OSError) -> str:
+    return f"cannot list {exc.filename}: {exc.strerror or exc}"
+
+
+def _absolute(path: Path) -> str:
+    """Absolute, with `..` resolved, but a symlink's own name kept (it is what the user sees)."""
+    return os.path.normpath(os.path.abspath(path))
+
+
+def _unique_paths(sources: Iterable[Source]) -> list[Source]:
+    seen: set[str] = set()
+    out = []
+    for source in sources:
+        if source.path not in seen:
+            seen.add(source.path)
+            out.append(source)
+    return out
+
+
+# -- manifests -------------------------------------------------------------------------------
+
+
+def read_manifest(path: Path) -> list[Source]:
+    """Rows of a CSV (header row) or JSONL manifest: `path`, optional `id` and `label`.
+
+    Relative paths are taken from the manifest's folder, so a manifest travels with its data.
+    """
+    rows = _manifest_rows(path)
+    base = path.parent
+    out = []
+    for number, row in rows:
+        value = str(row.get("path") or "").strip()
+        if not value:
+            raise InputError(f"{path}:{number}: empty 'path'")
+        full = Path(value).expanduser()
+        full = full if full.is_absolute() else base / full
+        item_id = str(row.get("id") or "").strip() or value
+        label = str(row.get("label") or "").strip() or None
+        out.append(Source(_absolute(full), item_id, label, origin=str(path)))
+    return out
+
+
+def _manifest_rows(path: Path) -> list[tuple[int, dict]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read manifest {path}: {exc}") from exc
+    if path.suffix.lower() == ".csv":
+        return _csv_rows(path, text)
+    return _jsonl_rows(path, text)
+
+
+def _csv_rows(path: Path, text: str) -> list[tuple[int, dict]]:
+    reader = csv.DictReader(text.splitlines())
+    columns = [c.strip().lower() for c in reader.fieldnames or []]
+    if "path" not in columns:
+        raise InputError(f"manifest {path} has no 'path' column (columns: {', '.join(columns) or 'none'})")
+    reader.fieldnames = columns
+    return [(n, row) for n, row in enumerate(reader, 2)]
+
+
+def _jsonl_rows(path: Path, text: str) -> list[tuple[int, dict]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or "path" not in row:
+            raise InputError(f"{path}:{number}: expected an object with a 'path' field")
+        rows.append((number, row))
+    return rows
+
+
+# -- hashing and grouping ----------------------------------------------------------------------
+
+
+def build_items(sources: Sequence[Source]) -> list[Item]:
+    """Hash and sniff each source; sources with the same content become one item."""
+    by_key: dict[str, Item] = {}
+    for source in sources:
+        item = _inspect(source)
+        known = by_key.get(item.key)
+        by_key[item.key] = item if known is None else _merge(known, source)
+    return list(by_key.values())
+
+
+def _merge(item: Item, source: Source) -> Item:
+    return Item(item.key, item.sha256, item.kind, item.size, (*item.sources, source), item.problem)
+
+
+def _inspect(source: Source) -> Item:
+    """Content hash and kind of one file, or the reason it cannot be read."""
+    from ..media import sniff_kind
+
+    path = Path(source.path)
+    try:
+        if not path.exists():
+            raise InputError(_missing(path))
+        if not path.is_file():
+            raise InputError(f"{path}: not a regular file")
+        digest, size = file_sha256(path)
+        kind = sniff_kind(path) if size else "other"
+    except InputError as exc:
+        return Item(f"path:{source.path}", None, "unreadable", 0, (source,), str(exc))
+    return Item(f"sha256:{digest}", digest, kind, size, (source,))
+
+
+def _missing(path: Path) -> str:
+    if os.path.islink(path):
+        return f"{path}: broken symlink (its target does not exist)"
+    return f"{path}: no such file"
+
+
+def file_sha256(path: Path) -> tuple[str, int]:
+    """SHA-256 of the file's bytes, read in chunks so videos never sit in memory whole."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    return digest.hexdigest(), size

@@ -1,0 +1,323 @@
+"""`run_batch`: inputs -> resumable `reports.jsonl` -> summaries, in this process or on Ray.
+
+The steps, in order: check the output folder (refuse a used one unless resuming), expand and
+hash the inputs, open the log (cutting off what a crash left half written), skip the items it
+already holds, analyse the rest, then regenerate the summaries from the log. Only this
+process writes the log, also when Ray does the analysis, so resume semantics are the same.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import FfaaError
+from .engine import EngineSettings, Prepared, analyze_group, build_block, prepare
+from .inputs import Item, Source, build_items, discover
+from .journal import LOG_NAME, LogScan, ReportLog, check_folder, scan_log
+from .records import Block, run_record
+
+if TYPE_CHECKING:
+    from ..pipeline import Assistant
+
+AssistantFactory = Callable[[], "Assistant"]
+PREFETCH_ITEMS = 4  # items decoded ahead of the model; lost (and redone) if the run is killed
+
+
+class GenerationFailed(FfaaError):
+    """The model failed on several items in a row: it is broken, not the items."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide to run on Ray. address None: RAY_ADDRESS or a local cluster."""
+
+    address: str | None = None
+    actors: int | None = None
+    cpus_per_actor: float = 1.0
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """One `ffaa batch` invocation.
+
+    group_faces: face jobs (of several items) sent to the model per `analyze_jobs` call; the
+    assistant's `batch_size` then splits each call's prompts (3 per face) into generate calls.
+    explain_flagged: after the run (or alone, without inputs), run the full analysis on the
+    items a triage run flagged.
+    """
+
+    out: Path
+    inputs: tuple[str, ...] = ()
+    resume: bool = False
+    engine: EngineSettings = EngineSettings()
+    explain_flagged: bool = False
+    group_faces: int = 4
+    progress: bool = True
+    ray: RayOptions | None = None
+    failure_limit: int = 3
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a run did: items found, skipped as already done, and written by this run."""
+
+    out: Path
+    found: int
+    skipped: int
+    written: int
+    errors: int
+    seconds: float
+    warnings: tuple[str, ...] = ()
+
+
+def run_batch(config: BatchConfig, factory: AssistantFactory) -> BatchResult:
+    """Analyse every input not yet in `config.out`, then write the summaries."""
+    from .summary import write_summaries
+
+    start = time.perf_counter()
+    check_output(config)
+    discovery = discover(config.inputs) if config.inputs else None
+    for note in discovery.warnings if discovery else ():
+        print(f"warning: {note}", file=sys.stderr)
+    log, scan = ReportLog.open(config.out, _resuming(config))
+    with log:
+        _report_recovery(scan, log.path)
+        log.append(Block((run_record(_run_settings(config, factory)),)))
+        writer = Writer(log, scan.done(), config.failure_limit)
+        found = skipped = 0
+        if discovery:
+            items = list(discovery.items)
+            work = [i for i in items if (i.key, config.engine.mode) not in writer.done]
+            found, skipped = len(items), len(items) - len(work)
+            _run(work, factory, config, config.engine, writer)
+        if config.explain_flagged:
+            _explain_flagged(factory, config, writer)
+    write_summaries(config.out)
+    warnings = discovery.warnings if discovery else ()
+    return BatchResult(config.out, found, skipped, writer.written, writer.errors,
+                       time.perf_counter() - start, tuple(warnings))
+
+
+def check_output(config: BatchConfig) -> None:
+    """Fail fast, before hashing any input, on a folder that may not be used."""
+    if config.explain_flagged and not config.inputs and not (config.out / LOG_NAME).is_file():
+        raise FfaaError(f"--explain-flagged: {config.out / LOG_NAME} not found; run a --triage batch into it first")
+    check_folder(config.out, _resuming(config))
+
+
+def _resuming(config: BatchConfig) -> bool:
+    """Explaining a finished triage run continues that run, as --resume does."""
+    return config.resume or (config.explain_flagged and not config.inputs)
+
+
+def _report_recovery(scan: LogScan, path: Path) -> None:
+    if scan.dropped:
+        print(f"note: {path}: dropped {scan.dropped} record line(s) of an item cut short by an "
+              "interrupted run; that item is analysed again", file=sys.stderr)
+
+
+def _run_settings(config: BatchConfig, factory: AssistantFactory) -> dict[str, Any]:
+    describe = getattr(factory, "describe", None)
+    return {
+        "inputs": list(config.inputs),
+        "mode": config.engine.mode,
+        "triage_threshold": config.engine.triage_threshold,
+        "video": asdict(config.engine.video),
+        "group_faces": config.group_faces,
+        "explain_flagged": config.explain_flagged,
+        "ray": asdict(config.ray) if config.ray else None,
+        "assistant": describe() if describe else {},
+    }
+
+
+def _run(items: Sequence[Item], factory: AssistantFactory, config: BatchConfig,
+         settings: EngineSettings, writer: "Writer") -> None:
+    if not items:
+        return
+    with _progress(len(items), config.progress, settings.mode) as bar:
+        writer.bar = bar
+        if config.ray is not None:
+            from .distributed import run_on_ray
+
+            run_on_ray(items, factory, settings, config.group_faces, config.ray, writer)
+        else:
+            assistant = factory()
+            blocks = process(prefetch(items, lambda i: prepare(i, assistant, settings)),
+                             assistant, settings, config.group_faces)
+            for block in blocks:
+                writer.commit(block)
+        writer.finish()
+
+
+def process(prepared: Iterable[Prepared], assistant: "Assistant", settings: EngineSettings,
+            group_faces: int) -> Iterator[Block]:
+    """Blocks for a stream of prepared items, whose faces go to the model `group_faces` at a time.
+
+    Items without faces to analyse (errors) need no model and are yielded at once.
+    """
+    group: list[Prepared] = []
+    faces = 0
+    for p in prepared:
+        if p.error is not None:
+            yield build_block(p, [], settings)
+            continue
+        group.append(p)
+        faces += len(p.jobs)
+        if faces >= group_faces:
+            yield from analyze_group(assistant, group, settings)
+            group, faces = [], 0
+    if group:
+        yield from analyze_group(assistant, group, settings)
+
+
+class _End:
+    pass
+
+
+@dataclass(frozen=True)
+class _Crash:
+    error: BaseException
+
+
+def prefetch(items: Sequence[Item], fn: Callable[[Item], Prepared], depth: int = PREFETCH_ITEMS) -> Iterator[Prepared]:
+    """`fn` over items in a background thread, `depth` items ahead: decoding and face detection
+    overlap the model's work instead of waiting for it.
+    """
+    out: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(value) -> None:
+        while not stop.is_set():
+            try:
+                out.put(value, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def work() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                put(fn(item))
+        except BaseException as exc:  # re-raised in the consumer, which owns error handling
+            put(_Crash(exc))
+        finally:
+            put(_End())
+
+    threading.Thread(target=work, name="ffaa-batch-prefetch", daemon=True).start()
+    try:
+        while not isinstance(value := out.get(), _End):
+            if isinstance(value, _Crash):
+                raise value.error
+            yield value
+    finally:
+        stop.set()
+
+
+class Writer:
+    """Commits blocks to the log: each item once, counted on the progress bar.
+
+    Generation failures are held back: if the model then works on a later item, they were the
+    items' own and are committed; if `limit` items fail in a row, the model is broken and the
+    run stops without recording them, so a resume retries them.
+    """
+
+    def __init__(self, log: ReportLog, done: set[tuple[str, str]], limit: int = 3):
+        self.log, self.done, self.limit = log, done, max(1, limit)
+        self.held: list[Block] = []
+        self.bar = None
+        self.written = self.errors = 0
+
+    def commit(self, block: Block) -> None:
+        if block.key in self.done:
+            return  # e.g. a batch Ray retried after an actor died
+        final = block.final
+        if final.get("stage") == "generate":
+            self.held.append(block)
+            if len(self.held) >= self.limit:
+                raise GenerationFailed(
+                    f"the model failed on {len(self.held)} items in a row (last: {final.get('reason')}); "
+                    "stopping. Those items were not recorded: fix the cause and rerun with --resume")
+            return
+        if final.get("status") != "error":
+            self._flush_held()
+        self._append(block)
+
+    def finish(self) -> None:
+        """At the end of the run the held failures are too few to blame the model: record them."""
+        self._flush_held()
+
+    def _flush_held(self) -> None:
+        held, self.held = self.held, []
+        for block in held:
+            self._append(block)
+
+    def _append(self, block: Block) -> None:
+        self.log.append(block)
+        self.done.add(block.key)
+        self.written += 1
+        self.errors += block.final.get("status") == "error"
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(errors=self.errors, refresh=False)
+
+
+class _progress:
+    """A tqdm bar over items (rate and ETA), or nothing when disabled."""
+
+    def __init__(self, total: int, enabled: bool, mode: str):
+        self.total, self.enabled, self.mode = total, enabled, mode
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total, unit="item", desc=f"ffaa batch ({self.mode})", file=sys.stderr,
+                        dynamic_ncols=True, smoothing=0.1)
+        return self.bar
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.bar.close()
+
+
+# -- explaining what triage flagged ----------------------------------------------------------
+
+
+def flagged_items(scan: LogScan) -> tuple[list[Item], list[str]]:
+    """Items a triage run flagged that have no full analysis yet, re-read from their paths.
+
+    An item whose files changed since (no path still holds the same content) is skipped with a
+    warning: its triage verdict was about other bytes.
+    """
+    done = scan.done()
+    wanted = [r for r in scan.items() if r["batch"]["mode"] == "triage" and r.get("flagged")
+              and (r["batch"]["key"], "full") not in done]
+    items, warnings = [], []
+    for record in wanted:
+        batch = record["batch"]
+        sources = [Source(path, item_id, batch.get("label"), origin=LOG_NAME)
+                   for path, item_id in zip(batch["paths"], batch["ids"])]
+        match = [i for i in build_items(sources) if i.key == batch["key"]]
+        if match:
+            items.append(match[0])
+        else:
+            warnings.append(f"{batch['path']}: content changed since triage; not explained")
+    return items, warnings
+
+
+def _explain_flagged(factory: AssistantFactory, config: BatchConfig, writer: Writer) -> None:
+    items, warnings = flagged_items(scan_log(writer.log.path))
+    for note in warnings:
+        print(f"warning: {note}", file=sys.stderr)
+    settings = EngineSettings("full", config.engine.triage_threshold, config.engine.video, config.engine.thumbnails)
+    _run([i for i in items if (i.key, "full") not in writer.done], factory, config, settings, writer)

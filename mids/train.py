@@ -1,0 +1,282 @@
+"""Training MIDS the way FFAA did, with the bugs of its released script fixed.
+
+* Trainable: CLIP's last two encoder layers and the head; T5 and the rest of CLIP are frozen
+  (`freeze_like_ffaa`). Frozen encoders run in eval mode, so T5's dropout is off and a step
+  depends only on the data.
+* Loss: cross-entropy over the 4 classes of every (image, answer) row; AdamW.
+* Data: FFAA's schema (`ffaa.mids.data`), RGB, optional augmentation seeded by
+  (seed, epoch, position), a seeded shuffle per epoch.
+* Checkpoints in `out_dir`: `last.safetensors` (weights), `last_optim.safetensors` (AdamW
+  moments) and `last_state.json` (epoch, step, history), written after every `save_every`
+  steps and at each epoch end; `best.safetensors` keeps the best validation result. Resuming
+  reloads them and skips the batches already done, so an interrupted run continues exactly.
+* Validation each epoch: FFAA's selector on each face's answers, then ACC, ROC-AUC and AP of
+  the forgery score against the image label (scikit-learn).
+
+FFAA's script also re-initialised the unfrozen CLIP layers at random; `reinit_clip_layers`
+reproduces that, off by default (it throws away pretrained weights).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ffaa.errors import FfaaError
+
+from .checkpoint import overlay, read_state, save_mids
+from .data import Augment, LoadedData, Sample, make_batch
+from .net import MidsNet, freeze_like_ffaa
+from .selector import select
+
+LAST, BEST = "last", "best"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters and paths. FFAA: batch 48, lr 1e-4, 2 epochs."""
+
+    out_dir: str
+    epochs: int = 2
+    batch_size: int = 48
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    seed: int = 0
+    augment: bool = True
+    save_every: int = 200
+    max_steps: int | None = None
+    best_metric: str = "auc"
+    reinit_clip_layers: bool = False
+    max_length: int = 512
+    device: str = "cpu"
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    losses: list[float] = field(default_factory=list)
+    validation: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, float] | None = None
+    out_dir: str = ""
+
+
+class Trainer:
+    """Owns the network, optimiser and data order; `run` trains (or resumes) to the end."""
+
+    def __init__(self, net: MidsNet, tokenizer: Any, processor: Any, train: Sequence[Sample],
+                 config: TrainConfig, val: Sequence[Sample] = (), log: Callable[[str], None] = print):
+        if not train:
+            raise FfaaError("no usable training rows")
+        self.net, self.tokenizer, self.processor = net, tokenizer, processor
+        self.train_samples, self.val_samples = list(train), list(val)
+        self.config, self.log = config, log
+        self.out = Path(config.out_dir)
+        self.device = torch.device(config.device)
+        self.trainable = freeze_like_ffaa(net)
+        if config.reinit_clip_layers:
+            _reinit_clip_layers(net)
+        self.net.to(self.device, torch.float32)
+        params = [p for p in net.parameters() if p.requires_grad]
+        self.optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.augment = Augment() if config.augment else None
+        self.steps_per_epoch = math.ceil(len(self.train_samples) / config.batch_size)
+        self.state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0,
+                                      "losses": [], "validation": [], "best": None}
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def run(self, resume: bool = False) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        if resume:
+            self.load_last()
+        elif (self.out / f"{LAST}_state.json").exists():
+            raise FfaaError(f"{self.out} already holds a training run: resume it or pick another folder")
+        total = self.config.epochs * self.steps_per_epoch
+        if self.config.max_steps is not None:
+            total = min(total, self.config.max_steps)
+        bar = tqdm(total=total, initial=self.state["global_step"], desc="train MIDS", unit="step")
+        while self.state["epoch"] < self.config.epochs and self.state["global_step"] < total:
+            self._epoch(bar, total)
+        bar.close()
+        return TrainResult(self.state["global_step"], list(self.state["losses"]),
+                           list(self.state["validation"]), self.state["best"], str(self.out))
+
+    def _epoch(self, bar: Any, total: int) -> None:
+        epoch = self.state["epoch"]
+        order = self.order(epoch)
+        for step in range(self.state["step_in_epoch"], self.steps_per_epoch):
+            if self.state["global_step"] >= total:
+                self.save_last()
+                return
+            loss = self.step(order[step * self.config.batch_size:(step + 1) * self.config.batch_size],
+                             (self.config.seed, epoch, step))
+            self.state["losses"].append(loss)
+            self.state["step_in_epoch"] = step + 1
+            self.state["global_step"] += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", epoch=epoch)
+            if self.state["global_step"] % self.config.save_every == 0:
+                self.save_last()
+        self.end_epoch()
+
+    def end_epoch(self) -> None:
+        if self.val_samples:
+            metrics = {"epoch": self.state["epoch"], **self.validate()}
+            self.state["validation"].append(metrics)
+            self.log("validation " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch"))
+            if _better(metrics, self.state["best"], self.config.best_metric):
+                self.state["best"] = metrics
+                save_mids(self.net, self.out / f"{BEST}.safetensors", extra={"metrics": json.dumps(metrics)})
+        self.state["epoch"] += 1
+        self.state["step_in_epoch"] = 0
+        self.save_last()
+
+    def order(self, epoch: int) -> list[Sample]:
+        """This epoch's shuffled samples (seeded by seed and epoch, so resumable)."""
+        perm = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.train_samples))
+        return [self.train_samples[i] for i in perm]
+
+    def step(self, samples: Sequence[Sample], seed: Sequence[int]) -> float:
+        """One optimiser step on a batch; returns its mean cross-entropy."""
+        self._train_mode()
+        batch = make_batch(samples, self.processor, self.tokenizer, augment=self.augment, seed=seed,
+                           max_length=self.config.max_length)
+        logits = self.net.logits_per_row(batch.pixel_values.to(self.device), batch.input_ids.to(self.device),
+                                         batch.attention_mask.to(self.device), batch.image_index.to(self.device))
+        loss = nn.functional.cross_entropy(logits, batch.labels.to(self.device))
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optim.step()
+        return float(loss.detach())
+
+    def _train_mode(self) -> None:
+        """Head and the two trainable CLIP layers train; frozen encoders stay in eval mode."""
+        self.net.train()
+        self.net.text_encoder.eval()
+        self.net.image_encoder.eval()
+        layers = self.net.image_encoder.encoder.layers
+        for layer in layers[-2:]:
+            layer.train()
+
+    # --- validation ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """ACC / AUC / AP of FFAA's decision over each validation face's answers."""
+        self.net.eval()
+        truth, scores, preds = [], [], []
+        size = self.config.batch_size
+        for start in range(0, len(self.val_samples), size):
+            samples = self.val_samples[start:start + size]
+            batch = make_batch(samples, self.processor, self.tokenizer, max_length=self.config.max_length)
+            probs = self.net.logits_per_row(batch.pixel_values.to(self.device), batch.input_ids.to(self.device),
+                                            batch.attention_mask.to(self.device),
+                                            batch.image_index.to(self.device)).softmax(-1).cpu()
+            row = 0
+            for s in samples:
+                sel = select(list(s.claims), probs[row:row + len(s.claims)].tolist())
+                row += len(s.claims)
+                truth.append(int(s.image_is_fake))
+                scores.append(sel.forgery_score)
+                preds.append(sel.pred)
+        return detection_metrics(truth, scores, preds)
+
+    # --- checkpoints -----------------------------------------------------------------------
+
+    def save_last(self) -> None:
+        """Weights, optimiser moments and loop state, each written atomically."""
+        from safetensors.torch import save_file
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.out / f".{LAST}.tmp.safetensors"
+        save_mids(self.net, tmp)
+        os.replace(tmp, self.out / f"{LAST}.safetensors")
+        tensors, groups = _optim_to_flat(self.optim)
+        tmp = self.out / f".{LAST}_optim.tmp.safetensors"
+        save_file(tensors, str(tmp), metadata={"param_groups": json.dumps(groups)})
+        os.replace(tmp, self.out / f"{LAST}_optim.safetensors")
+        state = {**self.state, "config": asdict(self.config), "trainable": len(self.trainable)}
+        tmp = self.out / f".{LAST}_state.tmp.json"
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.out / f"{LAST}_state.json")
+
+    def load_last(self) -> None:
+        from safetensors import safe_open
+
+        path = self.out / f"{LAST}_state.json"
+        if not path.is_file():
+            raise FfaaError(f"nothing to resume: {path} does not exist")
+        saved = json.loads(path.read_text())
+        overlay(self.net, read_state(self.out / f"{LAST}.safetensors"), source=f"{self.out}/{LAST}.safetensors")
+        optim_path = self.out / f"{LAST}_optim.safetensors"
+        with safe_open(str(optim_path), framework="pt") as handle:
+            groups = json.loads(handle.metadata()["param_groups"])
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+        self.optim.load_state_dict(_optim_from_flat(tensors, groups))
+        self.state = {k: saved[k] for k in self.state}
+        self.log(f"resumed from {path}: epoch {self.state['epoch']}, step {self.state['global_step']}")
+
+
+def detection_metrics(truth: Sequence[int], scores: Sequence[float], preds: Sequence[int]) -> dict[str, float]:
+    """ACC of the predictions; ROC-AUC and AP of the forgery scores (NaN with one class only)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    acc = float(np.mean(np.asarray(truth) == np.asarray(preds))) if truth else float("nan")
+    if len(set(truth)) < 2:
+        return {"acc": acc, "auc": float("nan"), "ap": float("nan")}
+    return {"acc": acc, "auc": float(roc_auc_score(truth, scores)), "ap": float(average_precision_score(truth, scores))}
+
+
+def _better(new: dict[str, float], best: dict[str, float] | None, metric: str) -> bool:
+    value = new.get(metric, float("nan"))
+    if math.isnan(value):
+        metric, value = "acc", new["acc"]
+    return best is None or value > best.get(metric, float("-inf"))
+
+
+def _optim_to_flat(optim: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """AdamW state -> flat tensors `state.<param>.<name>` and JSON-able param groups."""
+    sd = optim.state_dict()
+    tensors = {f"state.{pid}.{name}": torch.as_tensor(value).detach().cpu().contiguous().clone()
+               for pid, entry in sd["state"].items() for name, value in entry.items()}
+    return tensors, sd["param_groups"]
+
+
+def _optim_from_flat(tensors: dict[str, torch.Tensor], groups: list[dict[str, Any]]) -> dict[str, Any]:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        _, pid, name = key.split(".", 2)
+        state.setdefault(int(pid), {})[name] = value
+    return {"state": state, "param_groups": groups}
+
+
+def _reinit_clip_layers(net: MidsNet) -> None:
+    """FFAA's script: xavier-normal weights and zero biases for every Linear of the two
+    unfrozen CLIP layers (their LayerNorms keep CLIP's values)."""
+    for layer in net.image_encoder.encoder.layers[-2:]:
+        for module in layer.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_normal_(module.weight)
+                nn.init.zeros_(module.bias)
+
+
+def train_mids(config: TrainConfig, train: LoadedData, val: LoadedData | None, *, net: MidsNet,
+               tokenizer: Any, processor: Any, resume: bool = False,
+               log: Callable[[str], None] = print) -> TrainResult:
+    """Train (or resume) and report the data that was skipped."""
+    log(train.summary("train"))
+    if val is not None:
+        log(val.summary("validation"))
+    trainer = Trainer(net, tokenizer, processor, train.samples, config,
+                      val.samples if val is not None else (), log)
+    return trainer.run(resume=resume)

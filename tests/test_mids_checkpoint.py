@@ -1,0 +1,205 @@
+"""Loading FFAA's mids.pth safely: pretrained encoders + the 112 trained tensors overlaid, our
+safetensors conversion, and precise errors for files that do not fit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from safetensors.torch import load_file  # noqa: E402
+
+from ffaa.errors import CheckpointError  # noqa: E402
+from ffaa.mids.checkpoint import (  # noqa: E402
+    convert_mids,
+    load_mids,
+    overlay,
+    read_metadata,
+    read_state,
+    save_mids,
+)
+from ffaa.mids.net import MidsConfig, build_random, normalise_key  # noqa: E402
+
+ATOL = 1e-5
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks run faster on one thread, and do not fight other processes for the CPUs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
+@pytest.fixture(scope="module")
+def golden(shared_fixtures):
+    folder = shared_fixtures / "mids"
+    if not (folder / "golden_tiny.safetensors").is_file():
+        pytest.skip(f"MIDS golden fixtures missing in {folder}")
+    meta = json.loads((folder / "golden_tiny.json").read_text())
+    raw = load_file(str(folder / "golden_tiny.safetensors"))  # FFAA's transformers-4 names
+    tensors = load_file(str(folder / "golden_tiny_intermediates.safetensors"))
+    config = MidsConfig(clip=meta["clip_vision_config"], t5=meta["t5_config"], dim=meta["mids_dim"])
+    return meta, raw, tensors, config
+
+
+@pytest.fixture(scope="module")
+def released(golden, tmp_path_factory):
+    """What a user has after downloading: CLIP and T5 folders (CLIP's last two layers still at
+    their pretrained values, here random) and a DeepSpeed-style mids.pth with the 112 keys."""
+    meta, raw, _, config = golden
+    root = tmp_path_factory.mktemp("released")
+    encoders = build_random(config, seed=1)
+    full = {normalise_key(k): v for k, v in raw.items()}
+    trained = {normalise_key(k) for k in meta["weights_keys_that_would_be_in_mids_pth"]}
+    encoders.load_state_dict({k: v for k, v in full.items() if k not in trained}, strict=False)
+    encoders.image_encoder.save_pretrained(root / "clip")
+    encoders.text_encoder.save_pretrained(root / "t5")
+    mids_pth = {f"module.{k}": raw[k] for k in meta["weights_keys_that_would_be_in_mids_pth"]}
+    assert len(mids_pth) == 112
+    torch.save(mids_pth, root / "mids.pth")
+    return root
+
+
+def golden_logits(net, tensors):
+    with torch.no_grad():
+        return net(tensors["input.pixel_values"], tensors["input.input_ids"], tensors["input.attention_mask"])
+
+
+def test_pretrained_encoders_plus_mids_pth_overlay(golden, released):
+    _, _, tensors, _ = golden
+    net = load_mids(released / "mids.pth", clip=released / "clip", t5=released / "t5")
+    torch.testing.assert_close(golden_logits(net, tensors), tensors["expected.logits"], atol=ATOL, rtol=0)
+
+
+def test_overlay_really_replaces_clip_last_layers(golden, released):
+    _, _, tensors, _ = golden
+    from ffaa.mids.net import build_from_encoders
+
+    bare = build_from_encoders(released / "clip", released / "t5")
+    assert (golden_logits(bare, tensors) - tensors["expected.logits"]).abs().max() > 1e-2
+
+
+def test_convert_then_load_safetensors(golden, released, tmp_path):
+    _, _, tensors, _ = golden
+    out = tmp_path / "mids.safetensors"
+    summary = convert_mids(released / "mids.pth", out)
+    assert summary["tensors"] == 112 and summary["dim"] == 64
+    converted = load_file(str(out))
+    assert all(not k.startswith("module.") and ".vision_model." not in k for k in converted)
+    assert read_metadata(out)["format"] == "ffaa-mids"
+    net = load_mids(out, clip=released / "clip", t5=released / "t5")
+    torch.testing.assert_close(golden_logits(net, tensors), tensors["expected.logits"], atol=ATOL, rtol=0)
+    # A folder holding the converted file loads the same way.
+    net = load_mids(tmp_path, clip=released / "clip", t5=released / "t5")
+    torch.testing.assert_close(golden_logits(net, tensors), tensors["expected.logits"], atol=ATOL, rtol=0)
+
+
+def test_complete_safetensors_needs_no_encoders(golden, released, tmp_path):
+    _, _, tensors, _ = golden
+    net = load_mids(released / "mids.pth", clip=released / "clip", t5=released / "t5")
+    path = save_mids(net, tmp_path / "full.safetensors", complete=True)
+    again = load_mids(path)
+    torch.testing.assert_close(golden_logits(again, tensors), tensors["expected.logits"], atol=ATOL, rtol=0)
+
+
+def test_golden_file_with_config_loads_directly(golden, shared_fixtures):
+    _, _, tensors, config = golden
+    net = load_mids(shared_fixtures / "mids" / "golden_tiny.safetensors", config=config)
+    torch.testing.assert_close(golden_logits(net, tensors), tensors["expected.logits"], atol=ATOL, rtol=0)
+
+
+def test_nested_state_dict_is_unwrapped(golden, tmp_path):
+    meta, raw, _, _ = golden
+    path = tmp_path / "nested.pth"
+    torch.save({"state_dict": {k: raw[k] for k in meta["weights_keys_that_would_be_in_mids_pth"]}}, path)
+    assert len(read_state(path)) == 112
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_net(golden):
+    return build_random(golden[3], seed=2)
+
+
+def trained_state(golden):
+    meta, raw, _, _ = golden
+    return {normalise_key(k): raw[k] for k in meta["weights_keys_that_would_be_in_mids_pth"]}
+
+
+def test_missing_key_is_named(golden, tiny_net):
+    state = trained_state(golden)
+    del state["se_attn.1.norm.bias"]
+    with pytest.raises(CheckpointError, match=r"1 missing key\(s\), first 'se_attn.1.norm.bias'"):
+        overlay(tiny_net, state, "mids.pth")
+
+
+def test_unexpected_key_is_named(golden, tiny_net):
+    state = trained_state(golden)
+    state["fusion_block.lr_extra"] = torch.zeros(1, 64)
+    with pytest.raises(CheckpointError, match=r"1 unexpected key\(s\), first 'fusion_block.lr_extra'"):
+        overlay(tiny_net, state, "mids.pth")
+
+
+def test_checkpoint_for_another_dim(tiny_net):
+    other = build_random(MidsConfig.tiny(), seed=3)  # dim 32, CLIP width 32
+    from ffaa.mids.net import checkpoint_keys
+
+    state = {k: v for k, v in other.state_dict().items() if k in checkpoint_keys(other)}
+    with pytest.raises(CheckpointError) as info:
+        overlay(tiny_net, state, "other.pth")
+    message = str(info.value)
+    assert "shape mismatch" in message and "checkpoint [" in message and "vs model [" in message
+    assert "for MIDS dim 32 but this network has dim 64" in message
+
+
+def test_corrupt_file(tmp_path):
+    bad = tmp_path / "mids.pth"
+    bad.write_bytes(b"PK\x03\x04 this is not a checkpoint" * 10)
+    with pytest.raises(CheckpointError, match="cannot read .*mids.pth"):
+        read_state(bad)
+    bad_st = tmp_path / "mids.safetensors"
+    bad_st.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    with pytest.raises(CheckpointError, match="not a valid safetensors file"):
+        read_state(bad_st)
+
+
+class Payload:
+    """Any pickled object: weights_only loading must refuse it."""
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"classifier.weight": torch.zeros(4, 6), "extra": Payload()}, path)
+    with pytest.raises(CheckpointError, match="pickled objects"):
+        read_state(path)
+
+
+def test_non_dict_and_non_tensor_entries(tmp_path):
+    path = tmp_path / "list.pth"
+    torch.save([torch.zeros(2)], path)
+    with pytest.raises(CheckpointError, match="holds a list"):
+        read_state(path)
+    path = tmp_path / "mixed.pth"
+    torch.save({"a": torch.zeros(2), "b": 3}, path)
+    with pytest.raises(CheckpointError, match="entry 'b' is not a named tensor"):
+        read_state(path)
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_mids(tmp_path / "nope.pth")
+    with pytest.raises(CheckpointError, match="neither mids.safetensors nor mids.pth"):
+        load_mids(tmp_path)
+
+
+def test_convert_refuses_non_mids(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save({"encoder.weight": torch.zeros(2, 2)}, path)
+    with pytest.raises(CheckpointError, match="not a MIDS checkpoint"):
+        convert_mids(path, tmp_path / "out.safetensors")

@@ -1,0 +1,98 @@
+"""Grad-CAM over MIDS's CLIP patch grid."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from PIL import Image  # noqa: E402
+
+from ffaa.mids.decider import MidsDecider  # noqa: E402
+from ffaa.mids.heatmap import clip_view, explain, grad_cam, target_for  # noqa: E402
+from ffaa.mids.preprocess import pixel_values, tokenize  # noqa: E402
+
+TEXT = "Image description: A young woman.\nForgery reasoning: The skin around the eyes is too smooth."
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks run faster on one thread, and do not fight other processes for the CPUs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
+@pytest.fixture(scope="module")
+def decider():
+    return MidsDecider.tiny(seed=0)
+
+
+@pytest.fixture(scope="module")
+def face():
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 256, (80, 64, 3), dtype=np.uint8))
+
+
+def test_grid_shape_range_and_overlay(decider, face):
+    heat = explain(decider, face, TEXT, target_class=3)
+    assert heat.grid.shape == (4, 4) and heat.grid.dtype == np.float32  # 56 px / 14 px patches
+    assert np.isfinite(heat.grid).all() and heat.grid.min() >= 0 and heat.grid.max() == pytest.approx(1.0)
+    assert heat.overlay.size == (56, 56) and heat.overlay.mode == "RGB"
+    buf = io.BytesIO()
+    heat.overlay.save(buf, format="PNG")
+    assert Image.open(io.BytesIO(buf.getvalue())).size == (56, 56)
+
+
+def test_map_depends_on_target_class(decider, face):
+    maps = [explain(decider, face, TEXT, target_class=c).grid for c in range(4)]
+    assert max(np.abs(maps[0] - m).max() for m in maps[1:]) > 0.05
+
+
+def test_grad_cam_formula(decider, face):
+    """Channel weights = mean patch gradient; map = relu(weighted sum), CLS excluded, max 1."""
+    pixels = pixel_values(decider.image_processor, [face])
+    tokens = tokenize(decider.tokenizer, [TEXT])
+    record = {}
+    logits = decider.net.logits_per_row(pixels, tokens.input_ids, tokens.attention_mask,
+                                        torch.zeros(1, dtype=torch.long), record)
+    acts = record["proj_layer1"]
+    (grad,) = torch.autograd.grad(logits[0, 2], acts)
+    cam = torch.relu((acts[0, 1:] * grad[0, 1:].mean(0)).sum(-1)).detach().view(4, 4).numpy()
+    expected = cam / cam.max()
+    got = grad_cam(decider.net, pixels, tokens.input_ids, tokens.attention_mask, 2)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_works_with_frozen_weights(decider, face):
+    params = list(decider.net.parameters())
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        heat = explain(decider, face, TEXT, target_class=0)
+        assert np.isfinite(heat.grid).all()
+        assert all(p.grad is None for p in params)
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
+
+
+def test_bad_arguments(decider, face):
+    pixels = pixel_values(decider.image_processor, [face, face])
+    tokens = tokenize(decider.tokenizer, [TEXT])
+    with pytest.raises(ValueError, match="one image and one answer"):
+        grad_cam(decider.net, pixels, tokens.input_ids, tokens.attention_mask, 0)
+    with pytest.raises(ValueError, match="0..3"):
+        grad_cam(decider.net, pixels[:1], tokens.input_ids, tokens.attention_mask, 4)
+
+
+def test_target_for_and_clip_view(face):
+    assert target_for(True) == 3 and target_for(False) == 0
+    view = clip_view(face, 56)
+    assert view.size == (56, 56) and view.mode == "RGB"
