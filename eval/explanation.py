@@ -65,6 +65,10 @@ _WORDS = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _SIMPLE_TOKENS = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]")
 
 
+class MetricUnavailable(Exception):
+    """An optional metric cannot be computed here (package version, runtime); the message says why."""
+
+
 # -- reference-free checks ---------------------------------------------------------------------
 
 
@@ -257,7 +261,8 @@ def _model_name(path: Path) -> str:
 
 def css_scores(predictions: Sequence[str], references: Sequence[Sequence[str]], model_path: Path | None = None,
                ) -> tuple[tuple[float, ...], EmbeddingInfo]:
-    """Per-item cosine similarity of sentence embeddings, best over the references."""
+    """Per-item cosine similarity of sentence embeddings, best over the references; an empty
+    prediction scores 0 (an empty string still has an embedding, but it explains nothing)."""
     require("sentence_transformers", "eval", "CSS")
     from sentence_transformers import SentenceTransformer
 
@@ -274,7 +279,7 @@ def css_scores(predictions: Sequence[str], references: Sequence[Sequence[str]], 
     for i, item_refs in enumerate(references):
         block = refs[start : start + len(item_refs)]
         start += len(item_refs)
-        scores.append(float((block @ pred[i]).max()))
+        scores.append(float((block @ pred[i]).max()) if predictions[i].strip() else 0.0)
     info = EmbeddingInfo(_model_name(path), str(path), int(model.max_seq_length),
                          sum(n > model.max_seq_length for n in lengths))
     return tuple(scores), info
@@ -283,21 +288,29 @@ def css_scores(predictions: Sequence[str], references: Sequence[Sequence[str]], 
 def bertscore_f1(predictions: Sequence[str], references: Sequence[Sequence[str]], model_path: Path | None = None,
                  layers: int | None = None) -> tuple[tuple[float, ...], EmbeddingInfo]:
     """BERTScore F1 per item (best over references) with a local model; layer = `layers`
-    (default: the model's last layer); no baseline rescaling (baselines exist only for hub models)."""
+    (default: the model's last layer); no baseline rescaling (baselines exist only for hub models).
+    An empty prediction scores 0, as bert-score defines it (it is not sent to the model)."""
     score = require("bert_score", "eval", "BERTScore").score
+    from transformers import AutoConfig, AutoTokenizer
+
     path = model_path or default_embedding_model()
     if not path.exists():
         raise InputError(f"BERTScore model not found: {path}")
     if layers is None:
-        from transformers import AutoConfig
-
         layers = int(AutoConfig.from_pretrained(str(path)).num_hidden_layers)
-    _, _, f1 = score(list(predictions), [list(r) for r in references], model_type=str(path), num_layers=layers,
-                     device="cpu", batch_size=16, verbose=False)
-    from transformers import AutoTokenizer
-
+    f1 = [0.0] * len(predictions)
+    keep = [i for i, p in enumerate(predictions) if p.strip()]
+    if keep:
+        try:
+            _, _, values = score([predictions[i] for i in keep], [list(references[i]) for i in keep],
+                                 model_type=str(path), num_layers=layers, device="cpu", batch_size=16, verbose=False)
+        except (AttributeError, TypeError, RuntimeError) as exc:
+            raise MetricUnavailable(f"bert-score failed with this model or transformers version "
+                                    f"({type(exc).__name__}: {exc})") from exc
+        for i, v in zip(keep, values.tolist()):
+            f1[i] = float(v)
     max_len = int(AutoTokenizer.from_pretrained(str(path)).model_max_length)
-    return tuple(float(x) for x in f1.tolist()), EmbeddingInfo(_model_name(path), str(path), max_len, layers=layers)
+    return tuple(f1), EmbeddingInfo(_model_name(path), str(path), max_len, layers=layers)
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -500,7 +513,7 @@ def _optional(fn, name: str, notes: list[str]):
     """Run an optional metric; a missing package is noted, not fatal."""
     try:
         return fn()
-    except MissingDependencyError as exc:
+    except (MissingDependencyError, MetricUnavailable) as exc:
         notes.append(f"{name} skipped: {exc}")
         return None, None
 

@@ -149,7 +149,8 @@ def crop_box(box: FaceBox, size: tuple[int, int], pad: int = CROP_PAD) -> tuple[
     left, top = max(0, box.left - pad), max(0, box.top - pad)
     right, bottom = min(width, box.right + pad), min(height, box.bottom + pad)
     if right <= left or bottom <= top:
-        raise ValueError(f"face box {box.left, box.top, box.right, box.bottom} lies outside a {width}x{height} image")
+        corners = (box.left, box.top, box.right, box.bottom)
+        raise ValueError(f"face box {corners} lies outside a {width}x{height} image")
     return left, top, right, bottom
 
 

@@ -98,7 +98,8 @@ def from_pil(
     """
     limits = limits or LoadLimits()
     _check_size(image.size, name, limits)
-    loaded = _normalise(_load_first_frame(image, name), name, "", ("sha256 of the RGB pixels (no file bytes)",))
+    note = "sha256 of the RGB pixels (no file bytes)"
+    loaded = _normalise(_load_first_frame(image, name), name, "", (note,))
     digest = hashlib.sha256(f"{loaded.image.size}:".encode() + loaded.image.tobytes()).hexdigest()
     return replace(loaded, info=replace(loaded.info, sha256=digest))
 
@@ -219,7 +220,8 @@ def _load_first_frame(image: Image.Image, name: str) -> Image.Image:
             image.seek(0)
         image.load()
     except _DECODE_ERRORS as exc:
-        raise InputError(f"{name}: cannot decode the image, file truncated or corrupt ({_one_line(exc)})") from exc
+        reason = _one_line(exc)
+        raise InputError(f"{name}: cannot decode the image, file truncated or corrupt ({reason})") from exc
     return image
 
 
@@ -229,7 +231,10 @@ def _not_an_image(name: str, data: bytes) -> str:
     if kind == "video":
         return f"{name}: is a video file, not an image"
     if kind == "image":
-        return f"{name}: image format not supported; convert it to PNG or JPEG"
+        return (
+            f"{name}: looks like an image but cannot be opened (truncated, corrupt, or a format "
+            "variant this Pillow lacks); convert it to PNG or JPEG"
+        )
     what = _describe_other(head)
     return f"{name}: not an image ({what}); supported formats: {', '.join(_openable_formats())}"
 
@@ -296,7 +301,8 @@ def _normalise(
     try:
         rgb, mode_notes = to_rgb(image)
     except (ValueError, OSError) as exc:
-        raise InputError(f"{name}: cannot convert colour mode {original_mode} to RGB ({_one_line(exc)})") from exc
+        reason = _one_line(exc)
+        raise InputError(f"{name}: cannot convert colour mode {original_mode} to RGB ({reason})") from exc
     notes += mode_notes
     info = ImageInfo(
         path=name,

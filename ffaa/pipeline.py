@@ -103,14 +103,12 @@ class Assistant:
         """Crop every face (or take the whole image, per `face_mode`)."""
         from .faces import crop_faces
 
-        crops = crop_faces(loaded.image, mode=self.options.face_mode)
+        crops = crop_faces(loaded.image, mode=self.options.face_mode, name=loaded.info.path)
         jobs = []
         for i, crop in enumerate(crops):
-            if crop.box is None:
-                warn = () if self.options.face_mode == "whole" else ("no face found: the whole image was analysed",)
-                jobs.append(FaceJob(crop.image, loaded.info, None, None, warn))
-            else:
-                jobs.append(FaceJob(crop.image, loaded.info, i, crop.box))
+            warnings = (crop.note,) if crop.note else ()
+            index = None if crop.box is None else i
+            jobs.append(FaceJob(crop.image, loaded.info, index, crop.box, warnings))
         return jobs
 
     def questions(self, info: ImageInfo) -> list[tuple[PromptKind, str]]:

@@ -79,8 +79,8 @@ def write_mids_data(items: Iterable[tuple[str | Path, bool, ForensicReport]], ou
     """Write FFAA's schema for (image path, image is fake, report) items.
 
     `drop_agreeing` drops faces whose parsed verdicts all agree, as FFAA did: they teach MIDS
-    nothing about choosing between answers. Image paths are written relative to `image_root`
-    when they lie under it.
+    nothing about choosing between answers. With `image_root`, image paths are written relative
+    to it when they lie under it, absolute otherwise.
     """
     stats, rows = WriteStats(), []
     for path, is_fake, report in items:
@@ -100,12 +100,12 @@ def write_mids_data(items: Iterable[tuple[str | Path, bool, ForensicReport]], ou
 
 
 def _relative(path: Path, root: str | Path | None) -> str:
-    if root is not None:
-        try:
-            return path.resolve().relative_to(Path(root).resolve()).as_posix()
-        except ValueError:
-            pass
-    return str(path)
+    if root is None:
+        return str(path)
+    try:
+        return path.resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
 
 
 def labelled_images(source: str | Path) -> list[tuple[Path, bool]]:

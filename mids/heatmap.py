@@ -71,8 +71,8 @@ def overlay(image: "Image.Image", grid: np.ndarray, size: int, alpha: float = 0.
     from PIL import Image
 
     base = clip_view(image, size)
-    heat = Image.fromarray(np.asarray(grid, dtype=np.float32), mode="F").resize((size, size), Image.BILINEAR)
-    colours = Image.fromarray(_jet(np.clip(np.asarray(heat), 0.0, 1.0)), mode="RGB")
+    heat = Image.fromarray(np.asarray(grid, dtype=np.float32)).resize((size, size), Image.Resampling.BILINEAR)
+    colours = Image.fromarray(_jet(np.clip(np.asarray(heat), 0.0, 1.0)))
     return Image.blend(base, colours, alpha)
 
 
@@ -84,7 +84,7 @@ def clip_view(image: "Image.Image", size: int) -> "Image.Image":
     w, h = rgb.size
     scale = size / min(w, h)
     new = (size, max(size, int(h * scale))) if w <= h else (max(size, int(w * scale)), size)
-    resized = rgb.resize(new, Image.BICUBIC)
+    resized = rgb.resize(new, Image.Resampling.BICUBIC)
     left, top = (new[0] - size) // 2, (new[1] - size) // 2
     return resized.crop((left, top, left + size, top + size))
 

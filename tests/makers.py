@@ -17,7 +17,8 @@ from PIL import Image
 def gradient(width: int = 64, height: int = 48) -> np.ndarray:
     """An RGB uint8 array with distinct values everywhere (so orientation errors show)."""
     y, x = np.mgrid[0:height, 0:width]
-    return np.stack([x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), (x + y) % 256], -1).astype(np.uint8)
+    channels = [x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), (x + y) % 256]
+    return np.stack(channels, -1).astype(np.uint8)
 
 
 def save(image: Image.Image, path: Path, fmt: str | None = None, **params) -> Path:

@@ -236,7 +236,8 @@ def test_known_clip_config_is_cross_checked_against_tensors(original, llava_dir,
         assert (vision.intermediate_size, vision.image_size, vision.hidden_act) == (4096, 336, "quick_gelu")
         assert folder is None
     source = _variant(tmp_path, original, llava_dir, config={"mm_vision_tower": "openai/clip-vit-large-patch14-336"})
-    with pytest.raises(CheckpointError, match=r"hidden_size: config 1024 vs tensors 32.*num_hidden_layers: config 24 vs tensors 2"):
+    message = r"hidden_size: config 1024 vs tensors 32.*num_hidden_layers: config 24 vs tensors 2"
+    with pytest.raises(CheckpointError, match=message):
         convert.convert_original_checkpoint(source, tmp_path / "out")
 
 
@@ -261,6 +262,8 @@ def test_explicit_vision_config_with_wrong_depth_is_refused(original, tmp_path) 
         ({"mm_vision_select_feature": "cls"}, r"mm_vision_select_feature='cls' is not supported"),
         ({"model_type": "llava_qwen", "architectures": ["X"]}, r"model_type='llava_qwen'.*not an original LLaVA"),
         ({"mm_vision_tower": "some/unknown-clip"}, r"mm_vision_tower='some/unknown-clip' is neither a local CLIP"),
+        ({"vocab_size": 32064}, r"the tokenizer has 32000 tokens but config.json says vocab_size=32064"),
+        ({"rope_scaling": {"type": "linear", "factor": 2.0}}, r"rope_scaling=.* is not supported"),
     ],
 )
 def test_unsupported_configs_are_refused(original, llava_dir, tmp_path, changes, message) -> None:
@@ -268,6 +271,15 @@ def test_unsupported_configs_are_refused(original, llava_dir, tmp_path, changes,
     with pytest.raises(CheckpointError, match=message):
         convert.convert_original_checkpoint(source, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_missing_text_field_is_named(original, llava_dir, tmp_path) -> None:
+    source = _variant(tmp_path, original, llava_dir)
+    config = json.loads((source / "config.json").read_text())
+    del config["rms_norm_eps"]
+    (source / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"config.json lacks \['rms_norm_eps'\]"):
+        convert.convert_original_checkpoint(source, tmp_path / "out")
 
 
 def test_missing_tensor_is_named(original, llava_dir, tmp_path) -> None:
@@ -282,7 +294,8 @@ def test_unexpected_tensor_is_named(original, llava_dir, tmp_path) -> None:
     tensors = load_file(str(original / "model.safetensors"))
     tensors["model.mm_projector.4.weight"] = torch.zeros(64, 64)
     source = _variant(tmp_path, original, llava_dir, tensors=tensors)
-    with pytest.raises(CheckpointError, match=r"1 tensor\(s\) in the checkpoint have no place.*model\.mm_projector\.4\.weight"):
+    message = r"1 tensor\(s\) in the checkpoint have no place.*model\.mm_projector\.4\.weight"
+    with pytest.raises(CheckpointError, match=message):
         convert.convert_original_checkpoint(source, tmp_path / "out")
 
 

@@ -25,6 +25,7 @@ from ffaa.mids.net import MidsConfig, build_random, normalise_key  # noqa: E402
 
 ATOL = 1e-5
 
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny networks run faster on one thread, and do not fight other processes for the CPUs."""

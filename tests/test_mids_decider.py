@@ -24,6 +24,7 @@ ANSWER = ("Image description: {d}\nForgery reasoning: {r}\nAnalysis result: {v}\
 REASONS = ["The skin around the eyes is too smooth.", "Lighting and shadows are consistent.",
            "A blending boundary is visible along the jaw."]
 
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny networks run faster on one thread, and do not fight other processes for the CPUs."""

@@ -18,6 +18,7 @@ from ffaa.mids.preprocess import pixel_values, tokenize  # noqa: E402
 
 TEXT = "Image description: A young woman.\nForgery reasoning: The skin around the eyes is too smooth."
 
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny networks run faster on one thread, and do not fight other processes for the CPUs."""

@@ -23,6 +23,7 @@ ANSWER = ("Image description: A face in {light} lighting.\nForgery reasoning: {r
 REASON = {"fake": "The skin is too smooth and the jaw boundary is blurred.",
           "real": "Lighting and shadows are consistent and the organs look natural."}
 
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny networks run faster on one thread, and do not fight other processes for the CPUs."""
@@ -101,7 +102,7 @@ def test_batch_layout(tmp_path, tiny):
     batch = make_batch(data.samples, processor, tokenizer)
     assert batch.pixel_values.shape == (3, 3, 56, 56)
     assert batch.input_ids.shape[0] == 9 and batch.image_index.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-    assert batch.labels.tolist() == [0, 1, 0, 3, 2, 3, 0, 1, 0]
+    assert batch.labels.tolist() == [0, 1, 0, 3, 2, 3, 1, 0, 1]
 
 
 def test_loss_falls_and_only_ffaa_trainables_change(tmp_path, tiny):
@@ -113,7 +114,7 @@ def test_loss_falls_and_only_ffaa_trainables_change(tmp_path, tiny):
                          save_every=1000)
     result = train_mids(config, data, data, net=net, tokenizer=tokenizer, processor=processor, log=lambda m: None)
     assert result.steps == 16 and len(result.losses) == 16
-    assert np.mean(result.losses[-3:]) < 0.7 * np.mean(result.losses[:3])
+    assert np.mean(result.losses[-3:]) < 0.3 * np.mean(result.losses[:3])
     after = net.state_dict()
     changed = {k for k in after if not torch.equal(before[k], after[k])}
     assert not any(k.startswith("text_encoder.") for k in changed)

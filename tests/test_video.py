@@ -114,7 +114,8 @@ def test_more_targets_than_frames_gives_each_frame_once(videos):
 def test_long_video_sampling_lands_on_the_right_frames(videos, backend):
     # Targets 7.5 s apart: PyAV seeks between them; the frames must still be the right ones.
     sample = sample_video(videos["long"], VideoSampling(frames_per_video=4), backend)
-    assert [f.timestamp_s for f in sample.frames] == [3.7, 11.2, 18.7, 26.2]  # nearest frame; ties go to the earlier one
+    # Targets 3.75, 11.25, ...: the nearest frame, the earlier one on a tie.
+    assert [f.timestamp_s for f in sample.frames] == [3.7, 11.2, 18.7, 26.2]
     for f in sample.frames:
         assert abs(brightness_index(f.image) - expected_level(f.index)) <= 3
 

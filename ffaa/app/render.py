@@ -155,7 +155,7 @@ def chat_messages(
         if pending_question is not None:
             messages += _turn_messages(case, *pending_question)
     elif upload_name is not None:
-        messages.append({"role": "user", "content": f"📎 {escape_markdown(upload_name)}"})
+        messages.append({"role": "user", "content": f"Image: {escape_markdown(upload_name)}"})
     if status:
         messages.append({"role": "assistant", "content": status, "metadata": {"title": "Working", "status": "pending"}})
     return messages
@@ -164,7 +164,7 @@ def chat_messages(
 def _opening_messages(case: Case) -> list[dict[str, Any]]:
     """The analysis as the first turn: the question, then per face a summary and the reasoning."""
     messages: list[dict[str, Any]] = [
-        {"role": "user", "content": f"📎 {escape_markdown(case.name)}\n\n{escape_markdown(case.question)}"}
+        {"role": "user", "content": f"Image: {escape_markdown(case.name)}\n\n{escape_markdown(case.question)}"}
     ]
     for thread in case.threads:
         messages += _face_messages(thread, several=len(case.threads) > 1)
@@ -211,7 +211,7 @@ def annotated_image(case: Case) -> "Image.Image":
     scale = image.width / case.image.width
     draw = ImageDraw.Draw(image)
     width = max(2, round(max(image.size) / 250))
-    font = _font(max(12, round(max(image.size) / 40)))
+    font = _font(max(12, round(max(image.size) / 28)))
     for thread in case.threads:
         box = thread.report.face
         if box is None:

@@ -82,10 +82,13 @@ def exposure_warnings(options: ServerOptions) -> list[str]:
 
 
 def theme():
-    """gradio's default theme, whose fonts are served locally (no font CDN is contacted)."""
+    """gradio's default theme on the system's own fonts: nothing to download, from anywhere."""
     import gradio as gr
 
-    return gr.themes.Default()
+    return gr.themes.Default(
+        font=("system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"),
+        font_mono=("ui-monospace", "Menlo", "Consolas", "monospace"),
+    )
 
 
 def launch(demo: "gr.Blocks", options: ServerOptions = ServerOptions(), block: bool = True) -> str:

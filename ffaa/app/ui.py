@@ -247,9 +247,9 @@ def build_ui(assistant: Assistant, options: UiOptions = UiOptions(), workspace: 
                 faces_img = gr.Image(label="Faces found", type="pil", interactive=False, elem_id="ffaa-faces",
                                      buttons=["fullscreen"], height=360)
                 with gr.Row():
-                    dl_json = gr.DownloadButton("Report JSON", interactive=False, size="sm", elem_id="ffaa-dl-json")
-                    dl_md = gr.DownloadButton("Markdown", interactive=False, size="sm", elem_id="ffaa-dl-md")
-                    dl_html = gr.DownloadButton("HTML", interactive=False, size="sm", elem_id="ffaa-dl-html")
+                    dl_json = gr.DownloadButton("JSON report", interactive=False, size="sm", min_width=90, elem_id="ffaa-dl-json")
+                    dl_md = gr.DownloadButton("Markdown report", interactive=False, size="sm", min_width=90, elem_id="ffaa-dl-md")
+                    dl_html = gr.DownloadButton("HTML report", interactive=False, size="sm", min_width=90, elem_id="ffaa-dl-html")
                 new_btn = gr.Button("New case", variant="secondary", elem_id="ffaa-new")
                 with gr.Accordion("Options", open=False):
                     first_question = gr.Textbox(label="Question for the first answer (optional)", max_length=MAX_QUESTION_CHARS,
@@ -288,7 +288,8 @@ def build_ui(assistant: Assistant, options: UiOptions = UiOptions(), workspace: 
             .success(h.answer, state, ask_view, api_name="ui_answer", concurrency_limit=1, concurrency_id=MODEL,
                      show_progress="hidden", **private)
         )
-        new_btn.click(h.reset, None, [*view, upload, question], api_name="ui_reset", cancels=[analyzing, answering], **private)
+        for trigger, name in ((new_btn.click, "ui_reset"), (chatbot.clear, "ui_clear")):
+            trigger(h.reset, None, [*view, upload, question], api_name=name, cancels=[analyzing, answering], **private)
         api_btn.click(h.api_analyze, api_file, api_out, api_name="analyze", concurrency_limit=1, concurrency_id=MODEL)
     return demo
 

@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -291,7 +290,7 @@ def _refuse_unsupported(config: Mapping[str, Any], where: str) -> None:
     if config.get("mm_resampler_type"):
         raise CheckpointError(f"{where}: mm_resampler_type={config['mm_resampler_type']!r} is not supported")
     if config.get("tie_word_embeddings"):
-        raise CheckpointError(f"{where}: tie_word_embeddings=true is not supported (LLaVA's Llama/Mistral are untied)")
+        raise CheckpointError(f"{where}: tie_word_embeddings=true is not supported (LLaVA's models are untied)")
     if config.get("rope_scaling"):
         raise CheckpointError(f"{where}: rope_scaling={config['rope_scaling']!r} is not supported")
 
@@ -318,6 +317,10 @@ def text_config_from_original(
     sliding window vs none) and each of those changes the logits by O(1).
     """
     transformers = require("transformers", "torch", "converting checkpoints")
+    needed = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "rms_norm_eps")
+    absent = [k for k in needed if k not in config]
+    if absent:
+        raise CheckpointError(f"config.json lacks {absent}, needed to rebuild the language model")
     common = dict(
         vocab_size=vocab_size,
         hidden_size=config["hidden_size"],
@@ -389,7 +392,9 @@ def _known_by_basename(tower: str) -> str:
     return next((hub_id for hub_id in _KNOWN_CLIP if hub_id.split("/")[-1] == name), "")
 
 
-def check_vision_shapes(vision: CLIPVisionConfig, shapes: Mapping[str, tuple[int, ...]], mm_hidden: int) -> None:
+def check_vision_shapes(
+    vision: CLIPVisionConfig, shapes: Mapping[str, tuple[int, ...]], mm_hidden: int
+) -> None:
     """Cross-check the CLIP config against the checkpoint's tower tensors; raise on mismatch.
 
     The config comes from outside the checkpoint (a folder or a built-in table), so a wrong one
@@ -404,7 +409,8 @@ def check_vision_shapes(vision: CLIPVisionConfig, shapes: Mapping[str, tuple[int
             f"({_ORIG_VISION}embeddings.*, encoder.layers.*): converting a checkpoint whose CLIP "
             "was not saved with it is not supported"
         )
-    layers = {int(m.group(1)) for k in shapes if (m := re.match(re.escape(_ORIG_VISION) + r"encoder\.layers\.(\d+)\.", k))}
+    layer_key = re.compile(re.escape(_ORIG_VISION) + r"encoder\.layers\.(\d+)\.")
+    layers = {m.group(1) for k in shapes if (m := layer_key.match(k))}
     found = dict(
         hidden_size=patch[0],
         patch_size=patch[-1],
@@ -449,13 +455,18 @@ def load_original_weights(src: Path) -> dict[str, torch.Tensor]:
     safetensors_torch = require("safetensors.torch", "torch", "converting checkpoints")
     weights: dict[str, torch.Tensor] = {}
     for path in weight_files(src):
-        if path.suffix == ".safetensors":
-            shard = safetensors_torch.load_file(str(path))
-        else:
-            shard = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        try:
+            if path.suffix == ".safetensors":
+                shard = safetensors_torch.load_file(str(path))
+            else:
+                shard = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as exc:  # corrupt, truncated, or a pickle holding more than tensors
+            raise CheckpointError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc
         duplicated = sorted(set(shard) & set(weights))
         if duplicated:
-            raise CheckpointError(f"{path.name} repeats {len(duplicated)} tensor(s) of other shards: {duplicated[:3]}")
+            raise CheckpointError(
+                f"{path.name} repeats {len(duplicated)} tensor(s) of other shards: {duplicated[:3]}"
+            )
         weights.update(shard)
     return weights
 
@@ -477,7 +488,9 @@ class KeyMap:
         def prefix(anchor: str) -> str:
             hits = [k[: -len(anchor)] for k in keys if k.endswith(anchor)]
             if len(hits) != 1:
-                raise CheckpointError(f"cannot locate {anchor!r} in the transformers model ({len(hits)} matches)")
+                raise CheckpointError(
+                    f"cannot locate {anchor!r} in the transformers model ({len(hits)} matches)"
+                )
             return hits[0]
 
         return cls(
@@ -603,12 +616,13 @@ def _empty_model(config: PreTrainedConfig) -> Any:
         return transformers.LlavaForConditionalGeneration(config)
 
 
-def _load_tokenizer(src: Path) -> tuple[Any, bool]:
+def _load_tokenizer(src: Path, orig_vocab: int) -> tuple[Any, bool]:
     """The checkpoint's tokenizer, read with the defaults transformers 4.x applied to it.
 
     transformers 4.x's slow Llama tokenizer treated a missing `legacy` as true and added BOS
     by default; 5.x defaults both to false. We pass the 4.x values explicitly so the ids match
     what the model was trained on. Padding goes on the left, as batched generation needs.
+    Its size must be the model's vocabulary, so that `<image>`/`<pad>` get the next ids.
     """
     transformers = require("transformers", "torch", "converting checkpoints")
     if not any((src / n).is_file() for n in ("tokenizer.model", "tokenizer.json")):
@@ -622,8 +636,14 @@ def _load_tokenizer(src: Path) -> tuple[Any, bool]:
         add_bos_token=bool(tok_config.get("add_bos_token", True)),
         add_eos_token=bool(tok_config.get("add_eos_token", False)),
         padding_side="left",
-        config=transformers.LlamaConfig(),  # config.json is not a transformers config; LLaVA's tokenizers are Llama's
+        # config.json is not a transformers config; LLaVA's tokenizers are Llama's.
+        config=transformers.LlamaConfig(),
     )
+    if len(tokenizer) != orig_vocab:
+        raise CheckpointError(
+            f"the tokenizer has {len(tokenizer)} tokens but config.json says vocab_size={orig_vocab}; "
+            "`<image>` and `<pad>` must get ids right after the model's vocabulary"
+        )
     return tokenizer, legacy
 
 
@@ -640,7 +660,7 @@ def build_image_processor(image_size: int, clip_folder: Path | None, pad_to_squa
     kwargs: dict[str, Any] = {
         "size": {"shortest_edge": image_size},
         "crop_size": {"height": image_size, "width": image_size},
-        "do_pad": False,
+        "do_pad": pad_to_square,
     }
     for key in ("image_mean", "image_std", "resample"):
         if key in clip:
@@ -696,9 +716,9 @@ def convert_original_checkpoint(
     weights = load_original_weights(src)
     vision, clip_folder = resolve_vision_config(src, settings.vision_tower, vision_config)
     check_vision_shapes(vision, {k: tuple(v.shape) for k, v in weights.items()}, settings.mm_hidden_size)
-    tokenizer, legacy = _load_tokenizer(src)
-    image_id, pad_id = add_llava_tokens(tokenizer)
     orig_vocab = int(original.get("vocab_size", 32000))
+    tokenizer, legacy = _load_tokenizer(src, orig_vocab)
+    image_id, pad_id = add_llava_tokens(tokenizer)
     model = _empty_model(_llava_config(original, settings, vision, len(tokenizer), image_id, pad_id))
     state = _converted_state(weights, model, orig_vocab, dtype)
     del weights
@@ -782,7 +802,8 @@ def source_fingerprint(src: Path) -> dict[str, Any]:
     """
     config_bytes = (src / "config.json").read_bytes()
     files = [*weight_files(src)]
-    files += [src / n for n in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json") if (src / n).is_file()]
+    tokenizer_files = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json")
+    files += [src / n for n in tokenizer_files if (src / n).is_file()]
     return {
         "config_sha256": hashlib.sha256(config_bytes).hexdigest(),
         "files": [[p.name, p.stat().st_size] for p in files],
@@ -870,18 +891,16 @@ def ensure_converted(
     if local.is_dir():
         src = local.resolve()
         final = _cache_folder(root, _local_name(src), f"local:{src}")
-        fingerprint = source_fingerprint(src)
     else:
         repo_id = _check_hub_id(str(src_or_hub_id))
         final = _cache_folder(root, repo_id.replace("/", "--"), f"hub:{repo_id}@{revision or 'main'}")
         if _cache_is_valid(final, None):
             return final
         src = download_checkpoint(repo_id, revision)
-        fingerprint = source_fingerprint(src)
-    if _cache_is_valid(final, fingerprint):
-        return final
     if not is_original_llava_checkpoint(src):
         raise CheckpointError(f"{src} is not an original-format LLaVA checkpoint (see its config.json)")
+    if _cache_is_valid(final, source_fingerprint(src)):
+        return final
     return build_atomically(final, lambda tmp: convert_original_checkpoint(src, tmp))
 
 
@@ -900,7 +919,8 @@ def download_checkpoint(repo_id: str, revision: str | None = None) -> Path:
     hub = require("huggingface_hub", "torch", "downloading checkpoints")
     try:
         files = hub.HfApi().list_repo_files(repo_id, revision=revision)
-        return Path(hub.snapshot_download(repo_id, revision=revision, allow_patterns=_download_patterns(files)))
+        patterns = _download_patterns(files)
+        return Path(hub.snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
     except Exception as online_error:  # offline, unknown repo, auth: fall back to the local cache
         try:
             return Path(hub.snapshot_download(repo_id, revision=revision, local_files_only=True))

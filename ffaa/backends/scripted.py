@@ -34,7 +34,7 @@ class ScriptedBackend:
             if f"this is a {label} human face" in prompt:
                 return label
         gray = request.image.convert("L").resize((16, 16))
-        mean = sum(gray.getdata()) / 256
+        mean = sum(gray.tobytes()) / 256
         return "real" if mean >= 128 else "fake"
 
     def answer(self, request: GenerationRequest) -> str:
@@ -72,12 +72,11 @@ class ScriptedBackend:
 
         One `delay` per call stands for the single forward pass a real model makes.
         """
+        from PIL import ImageStat
+
         time.sleep(self.delay)
-        scores = []
-        for r in requests:
-            gray = r.image.convert("L").resize((16, 16))
-            scores.append(round(1.0 - sum(gray.getdata()) / 256 / 255, 6))
-        return scores
+        grays = (r.image.convert("L").resize((16, 16)) for r in requests)
+        return [round(1.0 - ImageStat.Stat(g).mean[0] / 255, 6) for g in grays]
 
     def stream(self, request: GenerationRequest, settings: DecodingSettings) -> Iterator[str]:
         words = self.answer(request).split(" ")[: settings.max_new_tokens]

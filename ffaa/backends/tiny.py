@@ -63,8 +63,9 @@ def load_mistral_tokenizer() -> Any:
     """The real Mistral-7B tokenizer with `<image>` (32000) and `<pad>` (32001) added.
 
     Loaded with `legacy=True` and BOS, as FFAA's checkpoint tokenizer is, so the text after
-    `<image>` keeps its own `▁` prefix; padding on the left for batched generation. transformers reads a SentencePiece file only from a folder named
-    `tokenizer.model`, hence the temporary copy.
+    `<image>` keeps its own `▁` prefix; padding on the left for batched generation.
+    transformers reads a SentencePiece file only as `tokenizer.model` in a folder, hence the
+    temporary copy.
     """
     transformers = require("transformers", "torch", "the tiny demo model")
     require("sentencepiece", "torch", "the tiny demo model")
@@ -123,7 +124,10 @@ def _random_model(config: Any, seed: int, kind: Kind) -> Any:
     """The model with weights drawn from `seed`, without touching the caller's RNG state."""
     torch = require("torch", "torch", "the tiny demo model")
     transformers = require("transformers", "torch", "the tiny demo model")
-    cls = transformers.LlavaNextForConditionalGeneration if kind == "llava_next" else transformers.LlavaForConditionalGeneration
+    if kind == "llava_next":
+        cls = transformers.LlavaNextForConditionalGeneration
+    else:
+        cls = transformers.LlavaForConditionalGeneration
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = cls(config)

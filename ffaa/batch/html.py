@@ -68,16 +68,15 @@ def _row(folder: Path, v: ItemView) -> str:
 def _item_cell(folder: Path, v: ItemView) -> str:
     b, item = v.batch, v.item
     head = f"<b>{esc(b['item_id'])}</b><br><small>{'<br>'.join(esc(p) for p in b['paths'])}</small>"
-    parts = []
     if item.get("reason"):
         stage = f"[{esc(item['stage'])}] " if item.get("stage") else ""
         head += f'<p class="reason">{stage}{esc(item["reason"])}</p>'
     if v.video:
-        parts.append(timeline_svg(v.video))
-    parts += [_face(folder, f) for f in v.faces]
-    if not parts:
+        head += timeline_svg(v.video)
+    if not v.faces:
         return head
-    return f"{head}<details><summary>details ({len(v.faces)} face(s))</summary>{''.join(parts)}</details>"
+    faces = "".join(_face(folder, f) for f in v.faces)
+    return f"{head}<details><summary>{len(v.faces)} face(s): explanations</summary>{faces}</details>"
 
 
 def _face(folder: Path, record: dict[str, Any]) -> str:

@@ -1,0 +1,173 @@
+"""MIDS subcommands: `convert-mids`, `train-mids` and `mids-data`.
+
+* `ffaa convert-mids mids.pth mids.safetensors`: FFAA's released weights -> our safetensors.
+* `ffaa train-mids --train data.json --out runs/mids`: train MIDS (FFAA's recipe), resumable.
+* `ffaa mids-data LABELS --out data.json`: run the assistant over labelled images and write
+  MIDS training data in FFAA's schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import FfaaError
+
+FFAA_CLIP = "openai/clip-vit-large-patch14-336"  # same as ffaa.mids.net; repeated to stay light
+FFAA_T5 = "t5-base"
+
+
+def add_parser(sub) -> None:
+    _add_convert(sub)
+    _add_train(sub)
+    _add_data(sub)
+
+
+# --- convert-mids ------------------------------------------------------------------------------
+
+def _add_convert(sub) -> None:
+    p = sub.add_parser("convert-mids", help="convert FFAA's mids.pth to safetensors",
+                       description="Read FFAA's mids.pth safely (tensors only) and write our safetensors.")
+    p.add_argument("source", metavar="MIDS_PTH", help="FFAA's mids.pth")
+    p.add_argument("out", metavar="OUT", help="output .safetensors file")
+    p.set_defaults(func=run_convert)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from ..mids.checkpoint import convert_mids
+
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise FfaaError(f"{out}: the output must be a .safetensors file")
+    summary = convert_mids(args.source, out)
+    print(f"wrote {summary['path']}: {summary['tensors']} tensors, {summary['values']:,} values, "
+          f"MIDS dim {summary['dim']}")
+    return 0
+
+
+# --- train-mids --------------------------------------------------------------------------------
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train-mids", help="train MIDS on answers in FFAA's data schema",
+                       description="Train MIDS as FFAA did (T5 frozen, CLIP frozen but its last two layers, "
+                                   "cross-entropy, AdamW). Checkpoints go to --out; --resume continues a run.")
+    p.add_argument("--train", required=True, metavar="JSON", help="training rows (FFAA's schema)")
+    p.add_argument("--val", default=None, metavar="JSON", help="validation rows: ACC/AUC/AP each epoch")
+    p.add_argument("--image-root", default=None, help="base of relative image paths (default: each JSON's folder)")
+    p.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    g = p.add_argument_group("model")
+    g.add_argument("--clip", default=FFAA_CLIP, help=f"CLIP vision encoder, id or folder (default {FFAA_CLIP})")
+    g.add_argument("--t5", default=FFAA_T5, help=f"T5 encoder and tokenizer, id or folder (default {FFAA_T5})")
+    g.add_argument("--init", default=None, metavar="PATH", help="start from these MIDS weights (mids.pth or .safetensors)")
+    g.add_argument("--tiny", action="store_true", help="tiny random network and toy tokenizer (tests, demos)")
+    g.add_argument("--reinit-clip-layers", action="store_true",
+                   help="re-initialise the two trainable CLIP layers at random, as FFAA's script did")
+    h = p.add_argument_group("training")
+    h.add_argument("--epochs", type=int, default=2)
+    h.add_argument("--batch-size", type=int, default=48, help="faces per step (each with its answers)")
+    h.add_argument("--lr", type=float, default=1e-4)
+    h.add_argument("--weight-decay", type=float, default=0.01)
+    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--no-augment", action="store_true", help="no JPEG/noise/blur/colour augmentation")
+    h.add_argument("--save-every", type=int, default=200, help="steps between checkpoints")
+    h.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all")
+    h.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..mids.data import load_mids_data
+    from ..mids.train import TrainConfig, train_mids
+
+    _check_positive(args, "epochs", "batch_size", "save_every")
+    train = load_mids_data(args.train, args.image_root)
+    val = load_mids_data(args.val, args.image_root) if args.val else None
+    net, tokenizer, processor = _training_model(args)
+    config = TrainConfig(out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         weight_decay=args.weight_decay, seed=args.seed, augment=not args.no_augment,
+                         save_every=args.save_every, max_steps=args.max_steps, device=args.device,
+                         reinit_clip_layers=args.reinit_clip_layers)
+    result = train_mids(config, train, val, net=net, tokenizer=tokenizer, processor=processor, resume=args.resume)
+    last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
+    print(f"trained {result.steps} steps, last loss {last}; checkpoints in {result.out_dir}")
+    if result.best:
+        print("best validation: " + ", ".join(f"{k} {v:.4f}" for k, v in result.best.items()))
+    return 0
+
+
+def _training_model(args: argparse.Namespace):
+    from ..mids.checkpoint import overlay, read_state
+    from ..mids.net import build_from_encoders
+    from ..mids.preprocess import clip_image_processor, load_t5_tokenizer
+
+    if args.tiny:
+        from ..mids.decider import MidsDecider
+
+        tiny = MidsDecider.tiny(seed=args.seed)
+        net, tokenizer, processor = tiny.net, tiny.tokenizer, tiny.image_processor
+    else:
+        net = build_from_encoders(args.clip, args.t5)
+        tokenizer = load_t5_tokenizer(args.t5)
+        processor = clip_image_processor(net.image_encoder.config.image_size, source=args.clip)
+    if args.init:
+        overlay(net, read_state(args.init), source=args.init)
+    return net, tokenizer, processor
+
+
+def _check_positive(args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        if getattr(args, name) < 1:
+            raise FfaaError(f"--{name.replace('_', '-')} must be at least 1")
+
+
+# --- mids-data ---------------------------------------------------------------------------------
+
+def _add_data(sub) -> None:
+    from .common import add_analysis_args, add_model_args
+
+    p = sub.add_parser("mids-data", help="write MIDS training data from the assistant's answers",
+                       description="Analyse labelled images (a folder with real/ and fake/, a benchmark "
+                                   "folder, <set>.json, CSV or JSONL) and write FFAA's MIDS data schema.")
+    p.add_argument("labels", metavar="LABELS", help="labelled images")
+    p.add_argument("--out", required=True, metavar="JSON", help="output file")
+    p.add_argument("--keep-agreeing", action="store_true",
+                   help="keep faces whose three verdicts agree (FFAA drops them)")
+    add_model_args(p)
+    add_analysis_args(p)
+    p.set_defaults(func=run_data)
+
+
+def run_data(args: argparse.Namespace) -> int:
+    from ..mids.data import labelled_images, write_mids_data
+    from .common import build_assistant
+
+    items = labelled_images(args.labels)
+    if not items:
+        raise FfaaError(f"{args.labels}: no labelled images found")
+    args.no_mids = True  # the answers are the data; MIDS has no say here
+    assistant = build_assistant(args)
+    out = Path(args.out)
+    failures: list[str] = []
+    stats = write_mids_data(_reports(assistant, items, failures), out, drop_agreeing=not args.keep_agreeing,
+                            image_root=out.parent)
+    print(f"{out}: {stats.summary()}; {len(failures)} image(s) could not be analysed")
+    for line in failures[:10]:
+        print(f"  {line}", file=sys.stderr)
+    return 0
+
+
+def _reports(assistant, items, failures: list[str]) -> Iterator[tuple[Path, bool, object]]:
+    """(image, is fake, report) for every face of every image; failures are collected, not fatal."""
+    from tqdm.auto import tqdm
+
+    for path, is_fake in tqdm(items, desc="mids-data", unit="image"):
+        try:
+            reports = assistant.analyze(path)
+        except FfaaError as exc:
+            failures.append(f"{path}: {exc}")
+            continue
+        for report in reports:
+            yield path, is_fake, report

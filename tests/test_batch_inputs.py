@@ -1,0 +1,77 @@
+"""Batch inputs: folders, globs, manifests, duplicates, symlink loops, unreadable files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+import makers
+from ffaa.batch.inputs import discover, item_from_dict, item_to_dict
+from ffaa.errors import InputError
+
+
+def png(path, seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return makers.save(makers.noisy_rgb(16, 16, seed), path, "PNG")
+
+
+def test_folder_is_walked_recursively_with_duplicates_grouped_and_loops_cut(tmp_path):
+    a = png(tmp_path / "a.png", 1)
+    png(tmp_path / "deep" / "er" / "b.png", 2)
+    (tmp_path / "deep" / "same_as_a.png").write_bytes(a.read_bytes())
+    (tmp_path / ".hidden.png").write_bytes(a.read_bytes())
+    (tmp_path / "deep" / "loop").symlink_to("..")
+    found = discover([str(tmp_path)])
+    by_id = {i.item_id: i for i in found.items}
+    assert set(by_id) == {"a.png", "deep/er/b.png"}  # hidden skipped, the copy merged into a.png
+    assert [s.item_id for s in by_id["a.png"].sources] == ["a.png", "deep/same_as_a.png"]
+    assert by_id["a.png"].kind == "image" and by_id["a.png"].key == f"sha256:{by_id['a.png'].sha256}"
+    assert any("symlink loop" in w for w in found.warnings)
+
+
+def test_kind_comes_from_content_not_extension(tmp_path):
+    makers.save(Image.new("RGB", (8, 8)), tmp_path / "png_named.mp4", "PNG")
+    (tmp_path / "text.png").write_text("hello")
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    kinds = {i.item_id: i.kind for i in discover([str(tmp_path)]).items}
+    assert kinds == {"png_named.mp4": "image", "text.png": "other", "zero.jpg": "other"}
+
+
+def test_csv_and_jsonl_manifests_give_ids_and_labels_relative_to_the_manifest(tmp_path):
+    png(tmp_path / "data" / "x.png", 1)
+    png(tmp_path / "data" / "y.png", 2)
+    (tmp_path / "data" / "list.csv").write_text("Path,id,label\nx.png,first,fake\ny.png,,real\n")
+    (tmp_path / "other.jsonl").write_text(json.dumps({"path": "data/x.png", "id": "again"}) + "\n\n")
+    items = discover([str(tmp_path / "data" / "list.csv"), str(tmp_path / "other.jsonl")]).items
+    assert [(i.item_id, i.label) for i in items] == [("first", "fake"), ("y.png", "real")]
+    assert [s.item_id for s in items[0].sources] == ["first"]  # same path listed twice: kept once
+
+
+def test_manifest_without_path_column_and_missing_files(tmp_path):
+    (tmp_path / "bad.csv").write_text("file,label\na.png,real\n")
+    with pytest.raises(InputError, match="no 'path' column .*file, label"):
+        discover([str(tmp_path / "bad.csv")])
+    (tmp_path / "gone.jsonl").write_text('{"path": "nowhere.png"}\n')
+    (item,) = discover([str(tmp_path / "gone.jsonl")]).items
+    assert item.kind == "unreadable" and "no such file" in item.problem and item.key.startswith("path:")
+
+
+def test_globs_broken_symlinks_and_bad_arguments(tmp_path):
+    png(tmp_path / "a.png", 1)
+    png(tmp_path / "b.jpg", 2)
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "missing.png")
+    items = discover([str(tmp_path / "*.png")]).items
+    assert {i.item_id for i in items} == {"a.png", "dangling.png"}
+    assert next(i for i in items if i.item_id == "dangling.png").problem.endswith("broken symlink (its target does not exist)")
+    with pytest.raises(InputError, match="input not found: .*nothing.png"):
+        discover([str(tmp_path / "nothing.png")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no input files found in .*empty.*holds no files"):
+        discover([str(tmp_path / "empty")])
+
+
+def test_items_survive_the_trip_to_another_process(tmp_path):
+    (item,) = discover([str(png(tmp_path / "a.png"))]).items
+    assert item_from_dict(json.loads(json.dumps(item_to_dict(item)))) == item

@@ -1,0 +1,222 @@
+"""`run_batch` end to end on the scripted backend: every kind of input, every output file."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from ffaa.backends.scripted import ScriptedBackend
+from ffaa.batch import (
+    BatchConfig,
+    EngineSettings,
+    GenerationFailed,
+    OutputError,
+    ScriptedAssistantFactory,
+    VideoOptions,
+    bench_batch,
+    load_summary,
+    run_batch,
+)
+from ffaa.batch.journal import LOG_NAME
+from ffaa.cli import main
+from ffaa.decision import MajorityDecider
+from ffaa.pipeline import AnalysisOptions, Assistant
+from ffaa.report import report_from_dict, report_to_dict
+from test_batch_support import build_corpus, by_record, noise_images, read_jsonl
+
+VIDEO = VideoOptions(every_seconds=0.5)
+
+
+class Recording:
+    """A factory that keeps the assistants it builds, to look at their backends afterwards."""
+
+    def __init__(self, backend_cls=ScriptedBackend, options=None, **kwargs):
+        self.backend_cls, self.options, self.kwargs = backend_cls, options, kwargs
+        self.built: list[Assistant] = []
+
+    def __call__(self) -> Assistant:
+        assistant = Assistant(self.backend_cls(**self.kwargs), MajorityDecider(), options=self.options)
+        self.built.append(assistant)
+        return assistant
+
+
+def config(out: Path, *inputs, **kw) -> BatchConfig:
+    kw.setdefault("engine", EngineSettings(video=VIDEO))
+    return BatchConfig(out=out, inputs=tuple(str(i) for i in inputs), progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def corpus_run(tmp_path_factory, shared_fixtures):
+    root = tmp_path_factory.mktemp("corpus")
+    files = build_corpus(root / "in", shared_fixtures)
+    factory = Recording()
+    result = run_batch(config(root / "out", root / "in"), factory)
+    return root / "out", files, result, factory
+
+
+def test_every_input_gets_one_committed_item_and_all_outputs_exist(corpus_run):
+    out, files, result, _ = corpus_run
+    assert {p.name for p in out.iterdir()} == {LOG_NAME, "report.html", "summary.md", "summary.csv", "thumbs"}
+    records = read_jsonl(out / LOG_NAME)
+    items = by_record(records, "item")
+    # 4 images (the copy merged), 3 videos, 5 junk files; hidden file and symlink loop skipped
+    assert result.found == len(items) == 12 and result.written == 12 and result.errors == 6
+    assert len({r["batch"]["key"] for r in items}) == 12
+    assert all(r["batch"]["sha256"] and r["batch"]["key"] == "sha256:" + r["batch"]["sha256"] for r in records[1:])
+    celeba = next(r for r in items if r["batch"]["item_id"] == "real_celeba3.jpg")
+    assert celeba["batch"]["paths"] == [str(files["real_celeba3.jpg"]), str(files["dup"])]
+    assert sum(1 for r in by_record(records, "face") if r["batch"]["key"] == celeba["batch"]["key"]) == 1
+
+
+def test_face_records_are_reports_plus_batch_fields(corpus_run):
+    out, files, _, _ = corpus_run
+    faces = by_record(read_jsonl(out / LOG_NAME), "face")
+    for record in faces:
+        plain = {k: v for k, v in record.items() if k not in ("record", "batch")}
+        assert report_to_dict(report_from_dict(record)) == plain
+        assert (out / "thumbs" / record["batch"]["crop"]).is_file()
+    dark = next(r for r in faces if r["batch"]["path"] == str(files["dark"]))
+    assert dark["summary"]["verdict"] == "fake" and dark["face"] is not None
+
+
+def test_errors_are_records_with_reasons(corpus_run):
+    out, files, _, _ = corpus_run
+    errors = {Path(r["batch"]["path"]).name: r for r in by_record(read_jsonl(out / LOG_NAME), "error")}
+    assert "not an image (text)" in errors["notes.jpg"]["reason"]
+    assert "not an image (an HTML page)" in errors["page.jpg"]["reason"]
+    assert "not an image (a ZIP archive)" in errors["archive.jpg"]["reason"]
+    assert "empty file (0 bytes)" in errors["empty.mp4"]["reason"]
+    assert errors["noface.mkv"]["stage"] == "faces"
+    assert errors["noface.mkv"]["reason"] == "no face found in any of the 4 sampled frames"
+    assert files["evil"].name in errors
+
+
+def test_video_timeline_aggregate_and_partial_decode(corpus_run):
+    out, files, _, _ = corpus_run
+    records = read_jsonl(out / LOG_NAME)
+    videos = {Path(r["batch"]["path"]).name: r for r in by_record(records, "video")}
+    clip = videos["clip.mp4"]
+    assert [p["verdict"] for p in clip["timeline"]] == ["real"] * 3 + ["fake"] * 3
+    assert [p["timestamp"] for p in clip["timeline"]] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    agg = clip["aggregate"]
+    assert (agg["rule"], agg["mean"], agg["fake_share"], agg["max"]) == ("mean", 0.5, 0.5, 0.633333)
+    assert agg["verdict"] == "fake" and not clip["partial"]
+    frames = [r["batch"]["frame_index"] for r in by_record(records, "face") if r["batch"]["path"] == str(files["clip"])]
+    assert frames == [0, 5, 10, 15, 20, 25]
+    cut = videos["cut.mp4"]
+    assert cut["partial"] and "truncated" in cut["decode"]["error"] and cut["aggregate"]["frames_scored"] >= 1
+    (cut_item,) = [r for r in by_record(records, "item") if r["batch"]["path"] == str(files["cut"])]
+    assert cut_item["status"] == "partial" and cut_item["reason"].startswith("video partly decoded")
+
+
+def test_faces_of_several_items_share_generate_calls(corpus_run):
+    _, _, _, factory = corpus_run
+    (assistant,) = factory.built
+    batches = assistant.backend.batches
+    faces = sum(batches) // 3
+    assert max(batches) == 12  # 4 faces x 3 candidates: one full call
+    assert len(batches) < faces / 2  # far fewer calls than one per item
+
+
+def test_summaries_count_and_escape(corpus_run):
+    out, files, _, _ = corpus_run
+    md = (out / "summary.md").read_text()
+    assert "| errors | 6 |" in md and "| partial videos | 1 |" in md and "| duplicates | 1 item(s)" in md
+    rows = list(csv.DictReader(io.StringIO((out / "summary.csv").read_text())))
+    assert sum(r["level"] == "item" for r in rows) == 12
+    clip_faces = [r for r in rows if r["level"] == "face" and r["item_id"] == "clip.mp4"]
+    assert [r["timestamp"] for r in clip_faces][:2] == ["0.0", "0.5"]
+    page = (out / "report.html").read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt; &amp; &#x27;q&#x27;.txt" in page
+    assert page.count("<script>") == 1 and "http://" not in page and "https://" not in page
+    assert page.count("data:image/jpeg;base64,") >= 15 and page.count("<svg") == 3
+
+
+def test_rerun_refuses_a_used_folder_and_resume_skips_what_is_done(corpus_run, tmp_path):
+    out, files, _, _ = corpus_run
+    root = files["clip"].parent
+    with pytest.raises(OutputError, match="is not empty: add --resume"):
+        run_batch(config(out, root), Recording())
+    before = by_record(read_jsonl(out / LOG_NAME), "item")
+    again = run_batch(config(out, root, resume=True), Recording())
+    assert (again.found, again.skipped, again.written) == (12, 12, 0)
+    assert by_record(read_jsonl(out / LOG_NAME), "item") == before
+    assert len(by_record(read_jsonl(out / LOG_NAME), "run")) == 2
+
+
+def test_triage_then_explain_flagged(tmp_path, shared_fixtures):
+    files = build_corpus(tmp_path / "in", shared_fixtures, big=False)
+    inputs = [files[k] for k in ("real_celeba3.jpg", "fake_pggan4.png", "dark", "clip")]
+    triage = EngineSettings(mode="triage", video=VIDEO)
+    factory = Recording()
+    run_batch(config(tmp_path / "out", *inputs, engine=triage), factory)
+    records = read_jsonl(tmp_path / "out" / LOG_NAME)
+    faces = by_record(records, "face")
+    assert all(r["decision"]["method"] == "triage" and r["candidates"] == [] and r["batch"]["mode"] == "triage"
+               for r in faces)
+    assert all(0.0 <= r["decision"]["forgery_score"] <= 1.0 for r in faces)
+    flagged = {r["batch"]["key"] for r in by_record(records, "item") if r["flagged"]}
+    assert next(r for r in faces if r["batch"]["path"] == str(files["dark"]))["batch"]["key"] in flagged
+    assert factory.built[0].backend.batches == []  # triage never generated text
+
+    assert main(["batch", "--explain-flagged", "--out", str(tmp_path / "out"), "--backend", "scripted",
+                 "--no-progress", "--every-seconds", "0.5"]) == 0
+    records = read_jsonl(tmp_path / "out" / LOG_NAME)
+    full = {r["batch"]["key"] for r in by_record(records, "item") if r["batch"]["mode"] == "full"}
+    assert full == flagged
+    summary = load_summary(tmp_path / "out")
+    assert {v.batch["key"]: v.batch["mode"] for v in summary.items if v.batch["key"] in flagged} == dict.fromkeys(flagged, "full")
+
+
+def test_unparseable_answers_make_undecided_items(tmp_path):
+    images = noise_images(tmp_path / "in", 3)
+    factory = ScriptedAssistantFactory(AnalysisOptions(face_mode="whole"), broken_every=1)
+    run_batch(config(tmp_path / "out", *images), factory)
+    items = by_record(read_jsonl(tmp_path / "out" / LOG_NAME), "item")
+    assert [(r["status"], r["undecided"], r["reason"]) for r in items] == [
+        ("undecided", 1, "no candidate answer could be parsed")] * 3
+    assert "3 undecided: no answer parsed" in (tmp_path / "out" / "summary.md").read_text()
+
+
+class FailsOnSmall(ScriptedBackend):
+    """Raises for 40-px images only: an item-specific failure."""
+
+    def generate(self, requests, settings):
+        if any(r.image.width == 40 for r in requests):
+            raise RuntimeError("cannot handle 40 px")
+        return super().generate(requests, settings)
+
+
+class AlwaysFails(ScriptedBackend):
+    def generate(self, requests, settings):
+        raise RuntimeError("CUDA error: device lost")
+
+
+def test_a_failing_item_is_isolated_from_its_group(tmp_path):
+    images = noise_images(tmp_path / "in", 3) + noise_images(tmp_path / "small", 1, size=40)
+    factory = Recording(FailsOnSmall, AnalysisOptions(face_mode="whole"))
+    result = run_batch(config(tmp_path / "out", *images, group_faces=4), factory)
+    items = by_record(read_jsonl(tmp_path / "out" / LOG_NAME), "item")
+    assert result.errors == 1 and [r["status"] for r in items].count("ok") == 3
+    (bad,) = [r for r in items if r["status"] == "error"]
+    assert bad["stage"] == "generate" and bad["reason"] == "RuntimeError: cannot handle 40 px"
+
+
+def test_a_broken_model_stops_the_run_without_recording_its_victims(tmp_path):
+    images = noise_images(tmp_path / "in", 5)
+    with pytest.raises(GenerationFailed, match="failed on 3 items in a row .*device lost.*--resume"):
+        run_batch(config(tmp_path / "out", *images, group_faces=1), Recording(AlwaysFails, AnalysisOptions(face_mode="whole")))
+    assert by_record(read_jsonl(tmp_path / "out" / LOG_NAME), "item") == []
+    result = run_batch(config(tmp_path / "out", *images, resume=True), Recording(options=AnalysisOptions(face_mode="whole")))
+    assert (result.written, result.errors) == (5, 0)
+
+
+def test_bench_batch_measures_the_gain_of_batching(tmp_path):
+    images = noise_images(tmp_path, 8)
+    bench = bench_batch(ScriptedAssistantFactory(AnalysisOptions(face_mode="whole"), delay=0.002), images)
+    assert (bench.images, bench.faces, bench.group_faces) == (8, 8, 4)
+    assert bench.speedup > 2.0 and bench.triage_ips > bench.batched_ips
+    assert "batched / one at a time" in bench.table()

@@ -1,0 +1,151 @@
+"""The MIDS subcommands (convert-mids, train-mids, mids-data) and the data writer behind mids-data."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from PIL import Image  # noqa: E402
+
+from ffaa.cli import main  # noqa: E402
+from ffaa.decision import MajorityDecider  # noqa: E402
+from ffaa.mids.data import labelled_images, load_mids_data, write_mids_data  # noqa: E402
+from ffaa.parsing import parse_answer  # noqa: E402
+from ffaa.types import (  # noqa: E402
+    Candidate,
+    DecodingSettings,
+    FaceBox,
+    ForensicReport,
+    ImageInfo,
+    Provenance,
+)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_mids_train import write_dataset  # noqa: E402
+
+ANSWER = ("Image description: A face.\nForgery reasoning: {r}\nAnalysis result: {v}\n"
+          "Probability: 0.5\nForgery type: None")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks run faster on one thread, and do not fight other processes for the CPUs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def report(path: Path, verdicts, crop=None) -> ForensicReport:
+    cands = []
+    for i, v in enumerate(verdicts):
+        text = "garbled" if v is None else ANSWER.format(r=f"reason {i}", v=v)
+        cands.append(Candidate(i, "question", "q", text, parse_answer(text)))
+    info = ImageInfo(str(path), "0" * 64, 40, 40, "RGB")
+    box = FaceBox(5, 5, 30, 30, crop=crop) if crop else None
+    decision = MajorityDecider().decide(cands)
+    prov = Provenance("m", None, "test", "none", "cpu", "fp32", "v1", "majority", DecodingSettings())
+    return ForensicReport(info, 0 if box else None, box, tuple(cands), decision, prov)
+
+
+def make_images(folder: Path, names) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in names:
+        Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(folder / name)
+        paths.append(folder / name)
+    return paths
+
+
+def test_writer_schema_and_agreeing_faces(tmp_path):
+    real, fake = make_images(tmp_path / "imgs", ["a.png", "b.png"])
+    items = [
+        (real, False, report(real, ["real", "fake", "real"])),
+        (fake, True, report(fake, ["fake", None, "real"], crop=(0, 0, 30, 30))),
+        (fake, True, report(fake, ["fake", "fake", "fake"])),
+        (real, False, report(real, [None, None, None])),
+    ]
+    stats = write_mids_data(items, tmp_path / "data.json", image_root=tmp_path)
+    assert stats.rows == 2
+    assert stats.dropped == {"dropped because all verdicts agree": 1, "without a parsed answer": 1}
+    rows = json.loads((tmp_path / "data.json").read_text())
+    assert rows[0]["image"] == "imgs/a.png" and rows[0]["cls_label"] == 0
+    assert [a["label"] for a in rows[0]["answers"]] == [0, 1, 0]
+    assert [a["label"] for a in rows[1]["answers"]] == [3, 2] and rows[1]["crop"] == [0, 0, 30, 30]
+    assert rows[1]["answers"][0]["content"].startswith("Image description: A face.")
+    loaded = load_mids_data(tmp_path / "data.json")  # what we write, we read back
+    assert len(loaded.samples) == 2 and not loaded.skipped
+    kept = write_mids_data(items, tmp_path / "all.json", drop_agreeing=False)
+    assert kept.rows == 3
+
+
+def test_labelled_folder(tmp_path):
+    make_images(tmp_path / "real", ["1.png", "2.jpg"])
+    make_images(tmp_path / "fake", ["3.png"])
+    (tmp_path / "real" / "notes.txt").write_text("not an image")
+    found = labelled_images(tmp_path)
+    assert [(p.name, f) for p, f in found] == [("1.png", False), ("2.jpg", False), ("3.png", True)]
+
+
+def test_mids_data_command(tmp_path, monkeypatch, capsys):
+    make_images(tmp_path / "set" / "real", ["r.png"])
+    make_images(tmp_path / "set" / "fake", ["f.png"])
+    from ffaa.errors import InputError
+
+    class FakeAssistant:
+        def analyze(self, path):
+            if Path(path).name == "f.png":
+                raise InputError("no face found")
+            return [report(Path(path), ["real", "fake", "real"])]
+
+    seen = {}
+
+    def fake_build(args):
+        seen["no_mids"] = args.no_mids
+        return FakeAssistant()
+
+    monkeypatch.setattr("ffaa.commands.common.build_assistant", fake_build)
+    out = tmp_path / "out" / "data.json"
+    assert main(["mids-data", str(tmp_path / "set"), "--out", str(out)]) == 0
+    assert seen["no_mids"] is True
+    rows = json.loads(out.read_text())
+    assert len(rows) == 1 and rows[0]["cls_label"] == 0 and Path(rows[0]["image"]).is_absolute()
+    assert "1 rows written; 1 image(s) could not be analysed" in capsys.readouterr().out
+
+
+def test_convert_mids_command(tmp_path, capsys):
+    from ffaa.mids.net import MidsConfig, build_random, checkpoint_keys
+
+    net = build_random(MidsConfig.tiny(), seed=0)
+    state = net.state_dict()
+    torch.save({f"module.{k}": state[k] for k in checkpoint_keys(net)}, tmp_path / "mids.pth")
+    out = tmp_path / "mids.safetensors"
+    assert main(["convert-mids", str(tmp_path / "mids.pth"), str(out)]) == 0
+    assert "MIDS dim 32" in capsys.readouterr().out and out.is_file()
+    assert main(["convert-mids", str(tmp_path / "mids.pth"), str(tmp_path / "x.pt")]) == 2
+    (tmp_path / "bad.pth").write_bytes(b"garbage")
+    assert main(["convert-mids", str(tmp_path / "bad.pth"), str(out)]) == 2
+    assert "error: cannot read" in capsys.readouterr().err
+
+
+def test_train_mids_command_and_resume(tmp_path, capsys):
+    data = write_dataset(tmp_path, 8)
+    base = ["train-mids", "--tiny", "--train", str(data), "--val", str(data), "--out", str(tmp_path / "run"),
+            "--batch-size", "4", "--epochs", "2", "--lr", "1e-3", "--save-every", "1"]
+    assert main(base + ["--max-steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "train: 8 rows" in out and "trained 2 steps" in out
+    assert main(base + ["--max-steps", "3"]) == 2  # the folder holds a run: refuse to overwrite
+    assert main(base + ["--max-steps", "3", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "trained 3 steps" in out
+    state = json.loads((tmp_path / "run" / "last_state.json").read_text())
+    assert state["global_step"] == 3
+    assert main(base + ["--batch-size", "0"]) == 2
