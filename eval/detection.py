@@ -158,6 +158,8 @@ def roc_curve(
     """
     t, s = _check_scored(y_true, scores)
     n_fake, n_real = int(t.sum()), int(t.size - t.sum())
+    if t.size == 0:
+        raise UndefinedMetricError("ROC: no scored items")
     if n_fake == 0 or n_real == 0:
         only = "real" if n_fake == 0 else "fake"
         raise UndefinedMetricError(f"ROC: the labels contain only {only} items ({t.size}), so there is no curve")
@@ -189,7 +191,7 @@ def pr_curve(y_true: Sequence[int] | IntArray, scores: Sequence[float] | FloatAr
     """Precision/recall of "fake iff score >= threshold" for every distinct score."""
     t, s = _check_scored(y_true, scores)
     if t.sum() == 0:
-        raise UndefinedMetricError("precision-recall: there are no fake items")
+        raise UndefinedMetricError(f"precision-recall: there are no fake items ({t.size} scored)")
     fps, tps, thr = _counts_at_thresholds(t, s)
     return PrCurve(precision=tps / (tps + fps), recall=tps / t.sum(), thresholds=thr)
 

@@ -20,7 +20,12 @@ from ..types import Verdict
 from . import detection as m
 from .labels import Label, LabelSet
 from .matching import PathIndex
-from .predictions import AGGREGATION_RULE, ImagePrediction, PredictionSet, aggregate_images
+from .predictions import (
+    AGGREGATION_RULE,
+    ImagePrediction,
+    PredictionSet,
+    aggregate_images,
+)
 from .results import InputFile, ProvenanceGroup
 
 DEFAULT_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
@@ -243,7 +248,7 @@ def _undefined(metrics: dict[str, Callable[[], float]]) -> tuple[dict[str, float
             values[name] = fn()
         except m.UndefinedMetricError as exc:
             values[name] = None
-            reasons.append(f"{name}: {exc}")
+            reasons.append(str(exc))
     return values, tuple(reasons)
 
 
@@ -279,12 +284,12 @@ def score_metrics(items: Sequence[Item], bins: int) -> tuple[ScoreMetrics, m.Cal
         eer, eer_thr = e.eer, e.threshold
     except m.UndefinedMetricError as exc:
         eer, eer_thr = None, None
-        why += (f"eer: {exc}",)
+        why += (f"EER: {exc}",)
     try:
         cal = m.calibration(y, s, bins)
     except m.UndefinedMetricError as exc:
         cal = None
-        why += (f"ece: {exc}",)
+        why += (str(exc),)
     n_fake = int(y.sum())
     return ScoreMetrics(int(y.size), n_fake, int(y.size) - n_fake, values["auc"], values["ap"], eer, eer_thr,
                         cal.ece if cal else None, why), cal

@@ -18,10 +18,17 @@ Reference-based metrics (items that have at least one reference; several referen
 Tokenization for the pycocoevalcap scorers:
 
 - `ptb` (default): pycocoevalcap's PTBTokenizer (Stanford CoreNLP 3.4.1, Java): lower-cased,
-  punctuation tokens removed; the COCO-caption convention used by M2F2-Det and FakeBench;
+  punctuation tokens removed; the COCO-caption convention used by M2F2-Det and FakeBench
+  (kept as is for comparability, quirk included: brackets stay as "-lrb-"/"-rrb-" tokens,
+  because its punctuation list is upper-case while the tokenizer lower-cases);
 - `simple`: in Python, lower-cased, words and punctuation split by a regular expression,
   punctuation removed; close to `ptb` without Java, not identical;
 - `none`: the texts as they are, split on whitespace (case and punctuation kept).
+
+An empty prediction stays in and scores 0 on every reference-based metric. By default the
+compared text is the parsed description + reasoning of each side (`--compare explanation`:
+the verdict and the field labels are left out so the shared format does not inflate overlap);
+`--compare full` compares whole texts.
 
 METEOR and PTB need Java. Without it METEOR is skipped, `ptb` falls back to `simple`, and the
 result says so; every other metric is still computed.

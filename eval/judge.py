@@ -59,8 +59,8 @@ class BackendJudge:
     rubric's `system` prompt. Greedy decoding, `max_new_tokens` 64 unless given.
     """
 
-    def __init__(self, backend: "Backend", prompts: "PromptSet | None" = None,
-                 settings: DecodingSettings | None = None, image: "Image.Image | None" = None,
+    def __init__(self, backend: Backend, prompts: PromptSet | None = None,
+                 settings: DecodingSettings | None = None, image: Image.Image | None = None,
                  system: str | None = None):
         from ..prompts import load_prompt_set
 
@@ -78,7 +78,7 @@ class BackendJudge:
         return self.backend.generate([GenerationRequest(self.image, text)], self.settings)[0].text
 
 
-def _grey_canvas() -> "Image.Image":
+def _grey_canvas() -> Image.Image:
     from PIL import Image
 
     return Image.new("RGB", (336, 336), (128, 128, 128))

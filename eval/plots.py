@@ -111,7 +111,7 @@ def plot_score_histograms(y: np.ndarray, scores: np.ndarray, path: Path, thresho
     return _save(fig, path)
 
 
-def write_detection_plots(evaluation: "DetectionEvaluation", out_dir: Path) -> list[Path]:
+def write_detection_plots(evaluation: DetectionEvaluation, out_dir: Path) -> list[Path]:
     """Every plot the data allows; a plot whose data is undefined (one class only) is skipped."""
     r = evaluation.result
     paths = []

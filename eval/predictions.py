@@ -169,12 +169,14 @@ def face_from_plain(record: dict[str, Any], id_field: str) -> tuple[FacePredicti
 
 
 def _batch_paths(record: dict[str, Any], default: str) -> list[str]:
+    """Every path the record's content was listed under (`batch.paths`), else `default`."""
     batch = record.get("batch")
-    paths = batch.get("paths") if isinstance(batch, dict) else None
+    batch = batch if isinstance(batch, dict) else {}
+    paths = batch.get("paths")
     if isinstance(paths, list) and paths and all(isinstance(p, str) for p in paths):
-        return list(dict.fromkeys([default, *paths])) if default else list(paths)
-    path = batch.get("path") if isinstance(batch, dict) else None
-    return [default or path] if (default or path) else []
+        return list(dict.fromkeys(paths))
+    path = default or batch.get("path")
+    return [path] if isinstance(path, str) and path else []
 
 
 def _from_batch_record(record: dict[str, Any]) -> tuple[list[tuple[FacePrediction, Any]], bool]:

@@ -116,12 +116,14 @@ def read_result(path: str | Path) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ComparisonRow:
+    """One number in A and B; counts stay ints, metrics floats."""
+
     key: str
-    a: float | None
-    b: float | None
+    a: int | float | None
+    b: int | float | None
 
     @property
-    def delta(self) -> float | None:
+    def delta(self) -> int | float | None:
         return None if self.a is None or self.b is None else self.b - self.a
 
 
@@ -140,9 +142,9 @@ _SKIP = ("sweep", "calibration_bins", "items", "inputs", "provenance", "problems
          "notes", "examples", "failures", "settings")
 
 
-def _numbers(data: Any, prefix: str = "") -> dict[str, float | None]:
+def _numbers(data: Any, prefix: str = "") -> dict[str, int | float | None]:
     """Flatten numbers to dotted keys; lists of named groups are keyed by their names."""
-    out: dict[str, float | None] = {}
+    out: dict[str, int | float | None] = {}
     if isinstance(data, dict):
         for k, v in data.items():
             if k not in _SKIP and k != "name":
@@ -154,7 +156,7 @@ def _numbers(data: Any, prefix: str = "") -> dict[str, float | None]:
     elif data is None:
         out[prefix[:-1]] = None  # an undefined metric
     elif isinstance(data, (int, float)) and not isinstance(data, bool):
-        out[prefix[:-1]] = float(data)
+        out[prefix[:-1]] = data
     return out
 
 
@@ -179,8 +181,10 @@ def compare_results(a: dict[str, Any], b: dict[str, Any]) -> Comparison:
 
 
 def format_comparison(c: Comparison, name_a: str = "A", name_b: str = "B", changed_only: bool = False) -> str:
-    def fmt(x: float | None) -> str:
-        return "n/a" if x is None else f"{x:.4f}"
+    def fmt(x: float | None, sign: str = "") -> str:
+        if x is None:
+            return "n/a"
+        return f"{x:{sign}d}" if isinstance(x, int) else f"{x:{sign}.4f}"
 
     rows = [r for r in c.rows if not changed_only or r.a != r.b]
     width = max([len("metric")] + [len(r.key) for r in rows])
@@ -195,6 +199,5 @@ def format_comparison(c: Comparison, name_a: str = "A", name_b: str = "B", chang
     lines.append("")
     lines.append(f"{'metric':<{width}}  {'A':>10}  {'B':>10}  {'B-A':>10}")
     for r in rows:
-        d = r.delta
-        lines.append(f"{r.key:<{width}}  {fmt(r.a):>10}  {fmt(r.b):>10}  {('n/a' if d is None else f'{d:+.4f}'):>10}")
+        lines.append(f"{r.key:<{width}}  {fmt(r.a):>10}  {fmt(r.b):>10}  {fmt(r.delta, '+'):>10}")
     return "\n".join(lines)

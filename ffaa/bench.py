@@ -1,23 +1,34 @@
 """Benchmarks: FFAA's reference flow against ours, on the same model in the same run.
 
-FFAA's flow generates the three candidates one after another (answer 0, then the two
-hypotheses). Ours sends them to the backend as one batch. Both are timed on the same image and
-prompts with the same forced answer length (`min_new_tokens` = `max_new_tokens`), so the ratio
-measures the flow and nothing else. Figures are printed, never asserted in tests.
+Flows, all on the same image and prompts with the same forced answer length
+(`min_new_tokens` = `max_new_tokens`), so ratios measure the flow and nothing else:
+
+* `ffaa_reference` - FFAA's flow: the three candidates one after another, plain `generate`;
+* `batched`        - ours: the three candidates in one plain batched `generate`;
+* `compiled`       - ours with compiled decoding (static cache + torch.compile, `backends/fast.py`);
+  its first call is the start-up warm-up, i.e. the compile time.
+
+`run_formats` repeats this for several weight formats (`--quant` choices), loading one model at a
+time, and `format_rows` puts everything in one Markdown table with the ratio of each flow to the
+reference flow measured first. Figures are printed, never asserted in tests.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 
 from .backends.base import Backend, GenerationRequest
 from .prompts import load_prompt_set
 from .types import DecodingSettings, Verdict
+
+FLOWS = ("ffaa_reference", "batched", "compiled")
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,11 @@ class FlowTiming:
     new_tokens: int
     tokens_per_s: float
     peak_memory_gib: float
+    quantization: str = ""
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,7 @@ class BenchResult:
     repeats: int
     flows: tuple[FlowTiming, ...]
     memory_note: str
+    skipped: tuple[str, ...] = field(default=())
 
     def flow(self, name: str) -> FlowTiming:
         return next(f for f in self.flows if f.name == name)
@@ -58,14 +75,39 @@ def candidate_requests(image, question_index: int = 0) -> list[GenerationRequest
     return [GenerationRequest(image, ps.chat([(q, None)])) for q in questions]
 
 
+@contextlib.contextmanager
+def plain_decoding(backend: Backend) -> Iterator[Backend]:
+    """Plain `generate` for the duration (the compiled decoder, if any, is set aside)."""
+    fast = getattr(backend, "fast", None)
+    if fast is not None:
+        backend.fast = None
+    try:
+        yield backend
+    finally:
+        if fast is not None:
+            backend.fast = fast
+
+
 def reference_flow(backend: Backend, requests: Sequence[GenerationRequest], settings) -> int:
-    """FFAA: one `generate` per candidate, in order. Returns new tokens written."""
-    return sum(backend.generate([r], settings)[0].new_tokens for r in requests)
+    """FFAA: one plain `generate` per candidate, in order. Returns new tokens written."""
+    with plain_decoding(backend):
+        return sum(backend.generate([r], settings)[0].new_tokens for r in requests)
 
 
 def batched_flow(backend: Backend, requests: Sequence[GenerationRequest], settings) -> int:
-    """Ours: all candidates in one batched `generate`."""
+    """Ours: all candidates in one plain batched `generate`."""
+    with plain_decoding(backend):
+        return sum(g.new_tokens for g in backend.generate(list(requests), settings))
+
+
+def compiled_flow(backend: Backend, requests: Sequence[GenerationRequest], settings) -> int:
+    """Ours: all candidates through the backend's compiled (static-cache) decoder."""
+    if getattr(backend, "fast", None) is None:
+        raise ValueError("this backend has no compiled decoder (loaded with compile 'off' or a bitsandbytes format)")
     return sum(g.new_tokens for g in backend.generate(list(requests), settings))
+
+
+_FLOW_FUNCTIONS = {"ffaa_reference": reference_flow, "batched": batched_flow, "compiled": compiled_flow}
 
 
 class _Memory:
@@ -95,35 +137,112 @@ class _Memory:
 
 
 def time_flow(
-    name: str, flow: Callable[[], int], repeats: int, memory: _Memory
+    name: str,
+    flow: Callable[[], int],
+    repeats: int,
+    memory: _Memory,
+    first: Callable[[], object] | None = None,
 ) -> FlowTiming:
-    """First call timed separately (it may compile or warm caches), then `repeats` timed calls."""
+    """`first` (default: one call of `flow`) timed separately - it may compile or warm caches -
+    then `repeats` timed calls of `flow`. The memory peak covers all of them."""
     memory.reset()
     start = time.perf_counter()
-    flow()
-    first = time.perf_counter() - start
+    (first or flow)()
+    first_s = time.perf_counter() - start
     seconds, tokens = [], 0
-    for _ in range(repeats):
+    for _ in range(max(1, repeats)):
         start = time.perf_counter()
         tokens = flow()
         seconds.append(time.perf_counter() - start)
     mean = statistics.mean(seconds)
-    return FlowTiming(name, mean, first, tokens, tokens / mean, memory.peak_gib())
+    return FlowTiming(name, mean, first_s, tokens, tokens / mean, memory.peak_gib())
 
 
-def run_bench(backend: Backend, image, new_tokens: int = 256, repeats: int = 2) -> BenchResult:
-    """Time FFAA's reference flow and our batched flow on the same backend and image."""
-    settings = DecodingSettings(
-        max_new_tokens=new_tokens, min_new_tokens=new_tokens, stop_at_answer_end=False
-    )
-    requests = candidate_requests(image)
+def bench_settings(new_tokens: int) -> DecodingSettings:
+    """Greedy, exactly `new_tokens` tokens per candidate, no early stop: equal work per flow."""
+    return DecodingSettings(max_new_tokens=new_tokens, min_new_tokens=new_tokens, stop_at_answer_end=False)
+
+
+def run_flow(backend: Backend, name: str, requests: Sequence[GenerationRequest], new_tokens: int,
+             repeats: int, first_tokens: int | None = None) -> FlowTiming:
+    """Time one flow. The first call is the warm-up: for `compiled` the decoder's compile (when
+    not yet done), for the others a call of `first_tokens` tokens (default: a full call)."""
+    if name not in _FLOW_FUNCTIONS:
+        raise ValueError(f"unknown flow {name!r}; choose from {', '.join(FLOWS)}")
+    fn, settings = _FLOW_FUNCTIONS[name], bench_settings(new_tokens)
+    first_settings = bench_settings(first_tokens) if first_tokens else settings
+    first: Callable[[], object] = lambda: fn(backend, requests, first_settings)  # noqa: E731
+    fast = getattr(backend, "fast", None)
+    note = ""
+    if name == "compiled":
+        if fast is None:
+            raise ValueError("compiled flow needs a backend loaded with compile 'on' or 'static'")
+        if not fast.warm:
+            first = backend.warmup
+        note = "static cache + torch.compile" if fast.compiled else "static cache, not compiled"
     memory = _Memory(backend.info.device)
-    flows = (
-        time_flow("ffaa_reference", lambda: reference_flow(backend, requests, settings), repeats, memory),
-        time_flow("batched", lambda: batched_flow(backend, requests, settings), repeats, memory),
-    )
+    timing = time_flow(name, lambda: fn(backend, requests, settings), repeats, memory, first)
+    return replace(timing, quantization=backend.info.quantization, note=note)
+
+
+def applicable_flows(backend: Backend, flows: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(flows to run, reasons for those skipped): `compiled` needs a compiled decoder."""
+    run, skipped = [], []
+    for name in flows:
+        if name == "compiled" and getattr(backend, "fast", None) is None:
+            skipped.append(f"compiled on {backend.info.quantization}: no compiled decoder for this format/device")
+        else:
+            run.append(name)
+    return run, skipped
+
+
+def run_bench(backend: Backend, image, new_tokens: int = 256, repeats: int = 2,
+              flows: Sequence[str] = ("ffaa_reference", "batched"), first_tokens: int | None = None,
+              on_flow: Callable[[FlowTiming], None] | None = None) -> BenchResult:
+    """Time the chosen flows on one backend and image; `on_flow` sees each timing as it lands."""
+    requests = candidate_requests(image)
+    names, skipped = applicable_flows(backend, flows)
+    timings = []
+    for name in names:
+        timing = run_flow(backend, name, requests, new_tokens, repeats, first_tokens)
+        timings.append(timing)
+        if on_flow is not None:
+            on_flow(timing)
     info = backend.info
-    return BenchResult(info.device, info.model_id, info.quantization, new_tokens, repeats, flows, memory.note)
+    memory = _Memory(info.device)
+    return BenchResult(info.device, info.model_id, info.quantization, new_tokens, repeats, tuple(timings),
+                       memory.note, tuple(skipped))
+
+
+def run_formats(load: Callable[[str], Backend], quants: Sequence[str], image, new_tokens: int = 256,
+                repeats: int = 2, flows: Sequence[str] = FLOWS, first_tokens: int | None = None,
+                on_flow: Callable[[FlowTiming], None] | None = None) -> list[BenchResult]:
+    """`run_bench` for each weight format in turn; each model is released before the next loads."""
+    results = []
+    for quant in quants:
+        backend = load(quant)
+        try:
+            results.append(run_bench(backend, image, new_tokens, repeats, flows, first_tokens, on_flow))
+        finally:
+            release(backend)
+            del backend
+    return results
+
+
+def release(backend: Backend) -> None:
+    """Free a backend's model and its decoder thread, and return its device memory."""
+    fast = getattr(backend, "fast", None)
+    if fast is not None:
+        fast.close()
+    for attr in ("fast", "model"):
+        if hasattr(backend, attr):
+            setattr(backend, attr, None)
+    gc.collect()
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def bench_decider(decider, image, candidates, repeats: int = 3) -> tuple[float, float]:
@@ -139,24 +258,54 @@ def bench_decider(decider, image, candidates, repeats: int = 3) -> tuple[float, 
     return first, statistics.mean(times)
 
 
-def format_table(result: BenchResult) -> str:
-    """A Markdown table of the flows and the speed-up ratio."""
-    rows = [
-        f"model: {result.model} · {result.quantization} · {result.device} · "
-        f"{result.new_tokens} new tokens per candidate · mean of {result.repeats}",
-        "",
-        "| flow | s per face (3 candidates) | first call s | tokens/s | peak memory GiB |",
-        "|---|---|---|---|---|",
-    ]
-    for f in result.flows:
+# -- tables ---------------------------------------------------------------------------------------
+
+TABLE_HEAD = (
+    "| format | flow | s per face (3 candidates) | first call s | tokens/s | peak memory GiB | x vs reference | note |",
+    "|---|---|---|---|---|---|---|---|",
+)
+
+
+def reference_seconds(timings: Sequence[FlowTiming]) -> float | None:
+    """Seconds per face of the first `ffaa_reference` timing, the baseline of every ratio."""
+    return next((t.seconds_per_face for t in timings if t.name == "ffaa_reference"), None)
+
+
+def format_rows(timings: Sequence[FlowTiming], reference_s: float | None = None) -> list[str]:
+    """Markdown rows (with header) for `timings`; ratios against `reference_s` or the first
+    reference timing among them."""
+    ref = reference_s if reference_s is not None else reference_seconds(timings)
+    rows = list(TABLE_HEAD)
+    for t in timings:
+        ratio = f"{ref / t.seconds_per_face:.2f}" if ref and t.seconds_per_face > 0 else "-"
         rows.append(
-            f"| {f.name} | {f.seconds_per_face:.3f} | {f.first_call_s:.3f} | "
-            f"{f.tokens_per_s:.1f} | {f.peak_memory_gib:.2f} |"
+            f"| {t.quantization or '-'} | {t.name} | {t.seconds_per_face:.3f} | {t.first_call_s:.1f} | "
+            f"{t.tokens_per_s:.1f} | {t.peak_memory_gib:.2f} | {ratio} | {t.note} |"
         )
-    rows += ["", f"speed-up of batched over FFAA's reference flow: {result.speedup:.2f}x",
-             f"memory: {result.memory_note}"]
+    return rows
+
+
+def format_table(result: BenchResult | Sequence[BenchResult], title: str | None = None) -> str:
+    """A Markdown table of one or several results (one row per format and flow), with ratios to
+    FFAA's reference flow, the speed-up of batched over reference, and skipped flows."""
+    results = [result] if isinstance(result, BenchResult) else list(result)
+    first = results[0]
+    timings = [t for r in results for t in r.flows]
+    head = title or (
+        f"model: {first.model} · {first.device} · {first.new_tokens} new tokens per candidate · "
+        f"mean of {first.repeats}"
+    )
+    rows = [head, "", *format_rows(timings)]
+    for r in results:
+        names = {t.name for t in r.flows}
+        if {"ffaa_reference", "batched"} <= names:
+            rows.append(f"\nspeed-up of batched over FFAA's reference flow ({r.quantization}): {r.speedup:.2f}x")
+    skipped = [s for r in results for s in r.skipped]
+    if skipped:
+        rows.append("\nnot run: " + "; ".join(skipped))
+    rows.append(f"\nmemory: {first.memory_note}")
     return "\n".join(rows)
 
 
-def print_result(result: BenchResult, out=sys.stdout) -> None:
+def print_result(result: BenchResult | Sequence[BenchResult], out=sys.stdout) -> None:
     print(format_table(result), file=out)

@@ -6,6 +6,7 @@ Importing this package is cheap (no torch). Import the submodule you need:
 * `ffaa.mids.selector`   - FFAA's selection rule on plain numbers (no torch);
 * `ffaa.mids.net`        - the network (`MidsNet`, `MidsConfig`, builders);
 * `ffaa.mids.checkpoint` - safe loading of `mids.pth` / our safetensors, `convert_mids`;
+* `ffaa.mids.preprocess` - CLIP pixels and T5 tokens as FFAA computes them;
 * `ffaa.mids.decider`    - `MidsDecider`, the `ffaa.decision.Decider` backed by MIDS;
 * `ffaa.mids.heatmap`    - Grad-CAM over the CLIP patch grid;
 * `ffaa.mids.data`, `ffaa.mids.train` - training data schema and the training loop.

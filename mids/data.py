@@ -212,7 +212,7 @@ def _sample(row: Any, root: Path) -> tuple[Sample | None, str | None]:
     return Sample(image, fake, tuple(texts), tuple(claims), tuple(labels), crop), None
 
 
-def open_rgb(sample: Sample) -> "Image.Image":
+def open_rgb(sample: Sample) -> Image.Image:
     """The sample's image (its crop, when given) in RGB."""
     from PIL import Image, ImageOps
 
@@ -237,7 +237,7 @@ class Augment:
     p_jpeg: float = 0.5
     jpeg_quality: tuple[int, int] = (40, 95)
 
-    def __call__(self, image: "Image.Image", seed: Sequence[int]) -> "Image.Image":
+    def __call__(self, image: Image.Image, seed: Sequence[int]) -> Image.Image:
         from PIL import ImageEnhance, ImageFilter
 
         rng = random.Random(repr(tuple(seed)))
@@ -254,7 +254,7 @@ class Augment:
         return img
 
 
-def _add_noise(img: "Image.Image", sigma: float, seed: int) -> "Image.Image":
+def _add_noise(img: Image.Image, sigma: float, seed: int) -> Image.Image:
     from PIL import Image
 
     arr = np.asarray(img, dtype=np.float32)
@@ -262,7 +262,7 @@ def _add_noise(img: "Image.Image", sigma: float, seed: int) -> "Image.Image":
     return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
 
 
-def _recompress(img: "Image.Image", quality: int) -> "Image.Image":
+def _recompress(img: Image.Image, quality: int) -> Image.Image:
     from PIL import Image
 
     buf = io.BytesIO()

@@ -9,7 +9,8 @@ one forward pass, and the models are loaded once per decider.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +21,14 @@ from ffaa.decision import candidate_verdicts, difficulty, excluded_scores
 from ffaa.parsing import mask_for_mids
 from ffaa.types import Candidate, CandidateScore, Decision, ForensicAnswer, Verdict
 
-from .net import FFAA_CLIP, FFAA_T5, MidsConfig, MidsNet, build_random
-from .preprocess import T5_MAX_LENGTH, clip_image_processor, pixel_values, tiny_tokenizer, tokenize
+from .net import MidsConfig, MidsNet, build_random
+from .preprocess import (
+    T5_MAX_LENGTH,
+    clip_image_processor,
+    pixel_values,
+    tiny_tokenizer,
+    tokenize,
+)
 from .selector import ZERO_DENOMINATOR_SCORE, select
 
 if TYPE_CHECKING:
@@ -45,6 +52,11 @@ class MidsDecider:
     answer saying "Real." counts as claiming real. `strict_ffaa=True` reproduces FFAA: the branch
     follows the raw verdict text lower-cased, and anything but exactly "real" ("real.",
     "uncertain") counts as a fake claim; difficulty then compares those raw strings too.
+
+    All faces of a `decide_many` call share one forward pass; `max_faces_per_forward` caps that
+    to bound memory. The forward runs in float32 with TF32 off (see `full_float32`).
+    `Decision.note` records answers cut at `max_length` T5 tokens, FFAA-mode verdict quirks and
+    zero-denominator match scores.
     """
 
     name = "mids"
@@ -52,7 +64,7 @@ class MidsDecider:
     def __init__(self, net: MidsNet, tokenizer: Any, image_processor: Any, *, device: str | torch.device = "cpu",
                  strict_ffaa: bool = False, max_length: int = T5_MAX_LENGTH,
                  max_faces_per_forward: int | None = None):
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.net = net.to(self.device, torch.float32).eval()
         self.tokenizer = tokenizer
         self.image_processor = image_processor
@@ -63,23 +75,30 @@ class MidsDecider:
     # --- construction -----------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, clip: str | Path = FFAA_CLIP, t5: str | Path = FFAA_T5,
+    def from_pretrained(cls, path: str | Path, *, clip: str | Path | None = None, t5: str | Path | None = None,
                         device: str | torch.device = "cpu", strict_ffaa: bool = False,
-                        local_files_only: bool = False, **kwargs: Any) -> "MidsDecider":
+                        local_files_only: bool = False, **kwargs: Any) -> MidsDecider:
         """Load FFAA's `mids.pth` (or our safetensors, or a folder holding either) over the
-        pretrained CLIP vision tower `clip` and T5 encoder `t5` (model ids or local folders);
-        the T5 tokenizer comes from `t5`.
+        pretrained CLIP vision tower `clip` and T5 encoder `t5` (model ids or local folders;
+        default: the sources recorded in the file, else FFAA's `openai/clip-vit-large-patch14-336`
+        and `t5-base`). The T5 tokenizer and CLIP's preprocessing come from the same sources.
         """
+        from ffaa.errors import CheckpointError
+
         from .checkpoint import load_mids
         from .preprocess import load_t5_tokenizer
 
         net = load_mids(path, clip=clip, t5=t5, local_files_only=local_files_only)
+        t5 = t5 or (net.config.t5 if isinstance(net.config.t5, str) else None)
+        if t5 is None:
+            raise CheckpointError(f"{path} records no T5 source for the tokenizer: pass t5=<id or folder>")
+        clip = clip or (net.config.clip if isinstance(net.config.clip, str) else None)
         tokenizer = load_t5_tokenizer(t5, local_files_only=local_files_only)
         processor = clip_image_processor(net.image_encoder.config.image_size, source=clip)
         return cls(net, tokenizer, processor, device=device, strict_ffaa=strict_ffaa, **kwargs)
 
     @classmethod
-    def tiny(cls, seed: int = 0, **kwargs: Any) -> "MidsDecider":
+    def tiny(cls, seed: int = 0, **kwargs: Any) -> MidsDecider:
         """A tiny random MIDS with an offline toy tokenizer: for tests and demos, meaningless scores."""
         config = MidsConfig.tiny()
         net = build_random(config, seed=seed)
@@ -89,7 +108,7 @@ class MidsDecider:
 
     # --- deciding ---------------------------------------------------------------------------
 
-    def decide_many(self, faces: Sequence["Image.Image"],
+    def decide_many(self, faces: Sequence[Image.Image],
                     candidates: Sequence[Sequence[Candidate]]) -> list[Decision]:
         """One Decision per face; `candidates[i]` are face i's candidates."""
         if len(faces) != len(candidates):
@@ -100,13 +119,13 @@ class MidsDecider:
             decisions += self._decide_chunk(faces[start:start + step], candidates[start:start + step])
         return decisions
 
-    def _decide_chunk(self, faces: Sequence["Image.Image"],
+    def _decide_chunk(self, faces: Sequence[Image.Image],
                       candidates: Sequence[Sequence[Candidate]]) -> list[Decision]:
         plan, images, texts = self._plan(faces, candidates)
         probs, truncated = self.probabilities(images, texts, [f.image_slot for f in plan for _ in f.parsed])
         return [self._decision(face, probs, truncated) for face in plan]
 
-    def _plan(self, faces, candidates) -> tuple[list[_Face], list["Image.Image"], list[str]]:
+    def _plan(self, faces, candidates) -> tuple[list[_Face], list[Image.Image], list[str]]:
         plan, images, texts = [], [], []
         for face, cands in zip(faces, candidates):
             parsed = [(c, c.answer) for c in cands if c.answer is not None]
@@ -119,7 +138,7 @@ class MidsDecider:
         return plan, images, texts
 
     @torch.no_grad()
-    def probabilities(self, images: Sequence["Image.Image"], texts: Sequence[str],
+    def probabilities(self, images: Sequence[Image.Image], texts: Sequence[str],
                       image_index: Sequence[int]) -> tuple[torch.Tensor, tuple[bool, ...]]:
         """Class probabilities [T, 4] (float32, CPU) for text rows paired with images by index,
         and which rows were truncated. One forward pass."""
@@ -128,8 +147,9 @@ class MidsDecider:
         pixels = pixel_values(self.image_processor, images).to(self.device)
         tokens = tokenize(self.tokenizer, texts, self.max_length)
         index = torch.tensor(list(image_index), dtype=torch.long, device=self.device)
-        logits = self.net.logits_per_row(pixels, tokens.input_ids.to(self.device),
-                                         tokens.attention_mask.to(self.device), index)
+        with full_float32():
+            logits = self.net.logits_per_row(pixels, tokens.input_ids.to(self.device),
+                                             tokens.attention_mask.to(self.device), index)
         return logits.float().softmax(dim=-1).cpu(), tokens.truncated
 
     def _decision(self, face: _Face, probs: torch.Tensor, truncated: tuple[bool, ...]) -> Decision:
@@ -180,6 +200,28 @@ class MidsDecider:
             notes.append(f"answer(s) {zero}: MIDS put no probability on the claim's classes; "
                          f"match score set to {ZERO_DENOMINATOR_SCORE}")
         return notes
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> the first CUDA device when there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@contextmanager
+def full_float32() -> Iterator[None]:
+    """Run with TF32 off for matmuls and convolutions (restored afterwards).
+
+    On Ampere and newer GPUs TF32 moves MIDS's logits by about 1e-3, enough to flip close
+    choices between answers; FFAA's numbers are float32.
+    """
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
 def _zero_denominator(claim: str, p: tuple[float, ...]) -> bool:

@@ -34,7 +34,7 @@ class Heatmap:
 
     grid: np.ndarray
     target_class: int
-    overlay: "Image.Image"
+    overlay: Image.Image
 
 
 def target_for(claims_fake: bool) -> int:
@@ -42,7 +42,7 @@ def target_for(claims_fake: bool) -> int:
     return 3 if claims_fake else 0
 
 
-def grad_cam(net: "MidsNet", pixel_values: Tensor, input_ids: Tensor, attention_mask: Tensor,
+def grad_cam(net: MidsNet, pixel_values: Tensor, input_ids: Tensor, attention_mask: Tensor,
              target_class: int) -> np.ndarray:
     """Grad-CAM map [g, g] (float32, [0, 1]) for one image [1, 3, H, W] and one answer [1, L]."""
     if pixel_values.shape[0] != 1 or input_ids.shape[0] != 1:
@@ -58,7 +58,7 @@ def grad_cam(net: "MidsNet", pixel_values: Tensor, input_ids: Tensor, attention_
         (grads,) = torch.autograd.grad(logits[0, target_class], acts)
     patches, weights = acts[0, 1:].detach(), grads[0, 1:].mean(dim=0)  # [P, d], [d]
     cam = torch.relu(patches @ weights)
-    side = int(round(cam.numel() ** 0.5))
+    side = round(cam.numel() ** 0.5)
     if side * side != cam.numel():
         raise ValueError(f"{cam.numel()} patches do not form a square grid")
     cam = cam.view(side, side).float().cpu().numpy()
@@ -66,7 +66,7 @@ def grad_cam(net: "MidsNet", pixel_values: Tensor, input_ids: Tensor, attention_
     return (cam / top if top > 0 else np.zeros_like(cam)).astype(np.float32)
 
 
-def overlay(image: "Image.Image", grid: np.ndarray, size: int, alpha: float = 0.45) -> "Image.Image":
+def overlay(image: Image.Image, grid: np.ndarray, size: int, alpha: float = 0.45) -> Image.Image:
     """The map coloured (blue = 0 -> red = 1) and blended over CLIP's centre square of `image`."""
     from PIL import Image
 
@@ -76,7 +76,7 @@ def overlay(image: "Image.Image", grid: np.ndarray, size: int, alpha: float = 0.
     return Image.blend(base, colours, alpha)
 
 
-def clip_view(image: "Image.Image", size: int) -> "Image.Image":
+def clip_view(image: Image.Image, size: int) -> Image.Image:
     """The RGB square CLIP sees: shortest edge resized to `size` (bicubic), centre crop."""
     from PIL import Image
 
@@ -97,7 +97,7 @@ def _jet(x: np.ndarray) -> np.ndarray:
     return (np.stack([r, g, b], axis=-1) * 255).astype(np.uint8)
 
 
-def explain(decider: "MidsDecider", face: "Image.Image", text: str, target_class: int,
+def explain(decider: MidsDecider, face: Image.Image, text: str, target_class: int,
             alpha: float = 0.45) -> Heatmap:
     """Grad-CAM of `decider`'s MIDS for one face and one masked answer text."""
     from .preprocess import pixel_values as to_pixels

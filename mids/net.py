@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +66,14 @@ class MidsConfig:
     dim: int | None = None
     heads: int = FFAA_HEADS
     attn_implementation: str = "sdpa"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def ffaa(cls) -> "MidsConfig":
+    def ffaa(cls) -> MidsConfig:
         """FFAA's released setup: CLIP ViT-L/14-336, T5-base, dim 768, 8 heads."""
         return cls(clip=FFAA_CLIP, t5=FFAA_T5, dim=768)
 
     @classmethod
-    def tiny(cls) -> "MidsConfig":
+    def tiny(cls) -> MidsConfig:
         """A few-hundred-kB random network for tests (dim 32, 56-px images, 4x4 patch grid)."""
         return cls(clip=dict(TINY_CLIP), t5=dict(TINY_T5), dim=TINY_T5["d_model"])
 
@@ -82,7 +81,7 @@ class MidsConfig:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "MidsConfig":
+    def from_json(cls, text: str) -> MidsConfig:
         return cls(**json.loads(text))
 
 
@@ -91,7 +90,7 @@ def _clip_config(spec: dict[str, Any] | str, attn: str):
 
     if isinstance(spec, str):
         return CLIPVisionConfig.from_pretrained(spec, attn_implementation=attn)
-    return CLIPVisionConfig(**spec, attn_implementation=attn)
+    return CLIPVisionConfig(**_plain(spec), attn_implementation=attn)
 
 
 def _t5_config(spec: dict[str, Any] | str, attn: str):
@@ -99,7 +98,13 @@ def _t5_config(spec: dict[str, Any] | str, attn: str):
 
     if isinstance(spec, str):
         return T5Config.from_pretrained(spec, attn_implementation=attn)
-    return T5Config(**spec, attn_implementation=attn)
+    return T5Config(**_plain(spec), attn_implementation=attn)
+
+
+def _plain(spec: dict[str, Any]) -> dict[str, Any]:
+    """A saved config dict without the bookkeeping keys a fresh config sets itself."""
+    skip = {"attn_implementation", "_attn_implementation", "transformers_version", "architectures", "model_type"}
+    return {k: v for k, v in spec.items() if k not in skip}
 
 
 class AttentionBlock(nn.Module):

@@ -32,15 +32,20 @@ def clip_image_processor(image_size: int = 336, source: str | Path | None = None
     With a local CLIP folder holding `preprocessor_config.json`, its values are used; otherwise
     the published defaults of clip-vit-large-patch14-336, with `image_size` as resize and crop size.
     """
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    try:  # the PIL backend, which needs no torchvision (recent transformers 5.x)
+        from transformers.models.clip.image_processing_pil_clip import (
+            CLIPImageProcessorPil as processor_class,
+        )
+    except ImportError:
+        from transformers import CLIPImageProcessor as processor_class
 
     if source is not None and (Path(source) / "preprocessor_config.json").is_file():
-        return CLIPImageProcessorPil.from_pretrained(str(source))
-    return CLIPImageProcessorPil(size={"shortest_edge": image_size},
-                                 crop_size={"height": image_size, "width": image_size})
+        return processor_class.from_pretrained(str(source))
+    return processor_class(size={"shortest_edge": image_size},
+                           crop_size={"height": image_size, "width": image_size})
 
 
-def pixel_values(processor: Any, images: Sequence["Image.Image"]) -> Tensor:
+def pixel_values(processor: Any, images: Sequence[Image.Image]) -> Tensor:
     """[B, 3, S, S] float32 pixels for a list of PIL images (any mode; converted to RGB)."""
     rgb = [im.convert("RGB") for im in images]
     return processor(images=rgb, return_tensors="pt")["pixel_values"].to(torch.float32)

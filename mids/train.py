@@ -221,9 +221,14 @@ class Trainer:
         optim_path = self.out / f"{LAST}_optim.safetensors"
         with safe_open(str(optim_path), framework="pt") as handle:
             groups = json.loads(handle.metadata()["param_groups"])
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (not a dict)
         self.optim.load_state_dict(_optim_from_flat(tensors, groups))
         self.state = {k: saved[k] for k in self.state}
+        changed = [k for k in ("seed", "batch_size", "augment", "lr", "weight_decay")
+                   if saved.get("config", {}).get(k) != getattr(self.config, k)]
+        if changed:
+            self.log(f"warning: resuming with different {', '.join(changed)} than the saved run; "
+                     "the data order or the optimisation will differ from an uninterrupted run")
         self.log(f"resumed from {path}: epoch {self.state['epoch']}, step {self.state['global_step']}")
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+import makers
 import pytest
 from PIL import Image
 
-import makers
 from ffaa.batch.inputs import discover, item_from_dict, item_to_dict
 from ffaa.errors import InputError
 
@@ -64,7 +64,8 @@ def test_globs_broken_symlinks_and_bad_arguments(tmp_path):
     (tmp_path / "dangling.png").symlink_to(tmp_path / "missing.png")
     items = discover([str(tmp_path / "*.png")]).items
     assert {i.item_id for i in items} == {"a.png", "dangling.png"}
-    assert next(i for i in items if i.item_id == "dangling.png").problem.endswith("broken symlink (its target does not exist)")
+    dangling = next(i for i in items if i.item_id == "dangling.png")
+    assert dangling.problem.endswith("broken symlink (its target does not exist)")
     with pytest.raises(InputError, match="input not found: .*nothing.png"):
         discover([str(tmp_path / "nothing.png")])
     (tmp_path / "empty").mkdir()

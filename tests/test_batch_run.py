@@ -6,7 +6,9 @@ import csv
 import io
 from pathlib import Path
 
+import makers
 import pytest
+from test_batch_support import build_corpus, by_record, noise_images, read_jsonl
 
 from ffaa.backends.scripted import ScriptedBackend
 from ffaa.batch import (
@@ -25,9 +27,9 @@ from ffaa.cli import main
 from ffaa.decision import MajorityDecider
 from ffaa.pipeline import AnalysisOptions, Assistant
 from ffaa.report import report_from_dict, report_to_dict
-from test_batch_support import build_corpus, by_record, noise_images, read_jsonl
 
 VIDEO = VideoOptions(every_seconds=0.5)
+WHOLE = AnalysisOptions(face_mode="whole")
 
 
 class Recording:
@@ -122,7 +124,7 @@ def test_faces_of_several_items_share_generate_calls(corpus_run):
 
 
 def test_summaries_count_and_escape(corpus_run):
-    out, files, _, _ = corpus_run
+    out, _, _, _ = corpus_run
     md = (out / "summary.md").read_text()
     assert "| errors | 6 |" in md and "| partial videos | 1 |" in md and "| duplicates | 1 item(s)" in md
     rows = list(csv.DictReader(io.StringIO((out / "summary.csv").read_text())))
@@ -168,7 +170,8 @@ def test_triage_then_explain_flagged(tmp_path, shared_fixtures):
     full = {r["batch"]["key"] for r in by_record(records, "item") if r["batch"]["mode"] == "full"}
     assert full == flagged
     summary = load_summary(tmp_path / "out")
-    assert {v.batch["key"]: v.batch["mode"] for v in summary.items if v.batch["key"] in flagged} == dict.fromkeys(flagged, "full")
+    modes = {v.batch["key"]: v.batch["mode"] for v in summary.items if v.batch["key"] in flagged}
+    assert modes == dict.fromkeys(flagged, "full")  # the full analysis replaces the triage verdict
 
 
 def test_unparseable_answers_make_undecided_items(tmp_path):
@@ -208,9 +211,9 @@ def test_a_failing_item_is_isolated_from_its_group(tmp_path):
 def test_a_broken_model_stops_the_run_without_recording_its_victims(tmp_path):
     images = noise_images(tmp_path / "in", 5)
     with pytest.raises(GenerationFailed, match="failed on 3 items in a row .*device lost.*--resume"):
-        run_batch(config(tmp_path / "out", *images, group_faces=1), Recording(AlwaysFails, AnalysisOptions(face_mode="whole")))
+        run_batch(config(tmp_path / "out", *images, group_faces=1), Recording(AlwaysFails, WHOLE))
     assert by_record(read_jsonl(tmp_path / "out" / LOG_NAME), "item") == []
-    result = run_batch(config(tmp_path / "out", *images, resume=True), Recording(options=AnalysisOptions(face_mode="whole")))
+    result = run_batch(config(tmp_path / "out", *images, resume=True), Recording(options=WHOLE))
     assert (result.written, result.errors) == (5, 0)
 
 
@@ -220,3 +223,27 @@ def test_bench_batch_measures_the_gain_of_batching(tmp_path):
     assert (bench.images, bench.faces, bench.group_faces) == (8, 8, 4)
     assert bench.speedup > 2.0 and bench.triage_ips > bench.batched_ips
     assert "batched / one at a time" in bench.table()
+
+
+def test_bombs_are_refused_per_item(tmp_path, shared_fixtures):
+    from test_batch_support import face_array, face_video
+
+    from ffaa.media import LoadLimits
+
+    (tmp_path / "in").mkdir()
+    makers.png_header_only(tmp_path / "in" / "bomb.png", 30_000, 30_000)
+    face_video(tmp_path / "in" / "big.mp4", face_array(shared_fixtures), count=5)
+    factory = ScriptedAssistantFactory(AnalysisOptions(limits=LoadLimits(max_pixels=100_000)))
+    run_batch(config(tmp_path / "out", tmp_path / "in"), factory)
+    errors = by_record(read_jsonl(tmp_path / "out" / LOG_NAME), "error")
+    reasons = {Path(r["batch"]["path"]).name: r["reason"] for r in errors}
+    assert "900.0 Mpx, over the limit of 0.1 Mpx" in reasons["bomb.png"]
+    assert "video frames are 320x320, over the limit of 0.1 Mpx" in reasons["big.mp4"]
+
+
+def test_resume_refuses_a_folder_that_is_not_a_batch_folder(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "holiday.jpg").write_bytes(b"x")
+    images = noise_images(tmp_path / "in", 1)
+    with pytest.raises(OutputError, match="cannot resume in .*: it holds files but no reports.jsonl"):
+        run_batch(config(tmp_path / "out", *images, resume=True), ScriptedAssistantFactory())

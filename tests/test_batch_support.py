@@ -9,10 +9,9 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import makers
 import numpy as np
 from PIL import Image
-
-import makers
 
 FIXTURE_IMAGES = ("real_celeba3.jpg", "fake_pggan4.png", "fake_c23_dfd1.png")
 

@@ -307,6 +307,14 @@ def test_shape_mismatch_is_named(original, llava_dir, tmp_path) -> None:
         convert.convert_original_checkpoint(source, tmp_path / "out")
 
 
+def test_unreadable_weights_are_reported(original, llava_dir, tmp_path) -> None:
+    source = _variant(tmp_path, original, llava_dir)
+    (source / "model.safetensors").unlink()
+    (source / "model.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match=r"cannot read .*model\.safetensors"):
+        convert.convert_original_checkpoint(source, tmp_path / "out")
+
+
 def test_checkpoint_without_vision_tower_is_refused(original, llava_dir, tmp_path) -> None:
     tensors = {k: v for k, v in load_file(str(original / "model.safetensors")).items() if "vision_tower" not in k}
     source = _variant(tmp_path, original, llava_dir, tensors=tensors)
@@ -413,6 +421,33 @@ def test_offline_hub_id_gives_a_clear_error(tmp_path, monkeypatch) -> None:
     message = str(info.value)
     assert "hf download thu-huangzc/ffaa-mistral-7b --local-dir DIR" in message
     assert "15 GB" in message and "ConnectionError" in message and "FFAA_CACHE" in message
+
+
+def test_other_folders_are_not_converted(llava_dir, tmp_path) -> None:
+    with pytest.raises(CheckpointError, match="is not an original-format LLaVA checkpoint"):
+        convert.ensure_converted(llava_dir / "tiny_clip_vit_336", cache_dir=tmp_path)
+
+
+def test_a_finished_cache_of_another_process_is_kept(tmp_path) -> None:
+    final = tmp_path / "model-0123456789ab"
+    final.mkdir()
+    (final / "theirs.txt").write_text("finished first")
+    convert.build_atomically(final, lambda tmp: (tmp / "ours.txt").write_text("x"), done=lambda f: True)
+    assert [p.name for p in tmp_path.iterdir()] == [final.name]
+    assert [p.name for p in final.iterdir()] == ["theirs.txt"]
+
+
+def test_complete_hub_download_is_used_offline(original, monkeypatch) -> None:
+    hub = pytest.importorskip("huggingface_hub")
+
+    def local_only(repo_id, revision=None, local_files_only=False, **kwargs):
+        if not local_files_only:
+            raise AssertionError("the network should not be used")
+        return str(original)
+
+    monkeypatch.setattr(hub, "snapshot_download", local_only)
+    monkeypatch.setattr(hub.HfApi, "list_repo_files", local_only)
+    assert convert.download_checkpoint("thu-huangzc/ffaa-mistral-7b") == original
 
 
 def test_missing_local_folder_is_not_sent_to_the_hub(tmp_path) -> None:

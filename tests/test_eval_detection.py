@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from ffaa.cli import main
-from ffaa.errors import InputError
 from ffaa.eval.detection_eval import EvaluationOptions, evaluate_detection, to_markdown
 from ffaa.eval.labels import load_labels, parse_label
 from ffaa.eval.matching import PathIndex
 from ffaa.eval.predictions import BATCH_SCHEMA, aggregate_images, load_predictions
+
+from ffaa.cli import main
+from ffaa.errors import InputError
 from ffaa.parsing import parse_answer
 from ffaa.report import report_to_dict
 from ffaa.types import (

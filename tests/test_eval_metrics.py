@@ -8,9 +8,16 @@ import math
 
 import numpy as np
 import pytest
-
 from ffaa.eval import detection as m
-from ffaa.eval.ensemble import EnsembleItem, EnsembleTable, evaluate_ensemble, load_table, majority, vote
+from ffaa.eval.ensemble import (
+    EnsembleItem,
+    EnsembleTable,
+    evaluate_ensemble,
+    load_table,
+    majority,
+    vote,
+)
+
 from ffaa.types import Verdict
 
 sk = pytest.importorskip("sklearn.metrics")

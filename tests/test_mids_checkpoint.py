@@ -10,10 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from safetensors.torch import load_file  # noqa: E402
-
-from ffaa.errors import CheckpointError  # noqa: E402
-from ffaa.mids.checkpoint import (  # noqa: E402
+from ffaa.mids.checkpoint import (
     convert_mids,
     load_mids,
     overlay,
@@ -21,7 +18,10 @@ from ffaa.mids.checkpoint import (  # noqa: E402
     read_state,
     save_mids,
 )
-from ffaa.mids.net import MidsConfig, build_random, normalise_key  # noqa: E402
+from ffaa.mids.net import MidsConfig, build_random, normalise_key
+from safetensors.torch import load_file
+
+from ffaa.errors import CheckpointError
 
 ATOL = 1e-5
 

@@ -12,13 +12,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from PIL import Image  # noqa: E402
+from ffaa.mids.data import labelled_images, load_mids_data, write_mids_data
+from PIL import Image
 
-from ffaa.cli import main  # noqa: E402
-from ffaa.decision import MajorityDecider  # noqa: E402
-from ffaa.mids.data import labelled_images, load_mids_data, write_mids_data  # noqa: E402
-from ffaa.parsing import parse_answer  # noqa: E402
-from ffaa.types import (  # noqa: E402
+from ffaa.cli import main
+from ffaa.decision import MajorityDecider
+from ffaa.parsing import parse_answer
+from ffaa.types import (
     Candidate,
     DecodingSettings,
     FaceBox,
@@ -28,7 +28,7 @@ from ffaa.types import (  # noqa: E402
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_mids_train import write_dataset  # noqa: E402
+from test_mids_train import write_dataset
 
 ANSWER = ("Image description: A face.\nForgery reasoning: {r}\nAnalysis result: {v}\n"
           "Probability: 0.5\nForgery type: None")

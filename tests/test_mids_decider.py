@@ -10,14 +10,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from PIL import Image  # noqa: E402
+from ffaa.mids.decider import MidsDecider
+from ffaa.mids.preprocess import clip_image_processor, pixel_values
+from ffaa.mids.selector import select
+from PIL import Image
 
-from ffaa.decision import Decider  # noqa: E402
-from ffaa.mids.decider import MidsDecider  # noqa: E402
-from ffaa.mids.preprocess import clip_image_processor, pixel_values  # noqa: E402
-from ffaa.mids.selector import select  # noqa: E402
-from ffaa.parsing import parse_answer  # noqa: E402
-from ffaa.types import Candidate, Verdict  # noqa: E402
+from ffaa.decision import Decider
+from ffaa.parsing import parse_answer
+from ffaa.types import Candidate, Verdict
 
 ANSWER = ("Image description: {d}\nForgery reasoning: {r}\nAnalysis result: {v}\n"
           "Probability: 0.5\nForgery type: None")
@@ -109,7 +109,7 @@ def test_batching_faces_does_not_change_scores(decider):
 def test_face_order_matters_only_for_its_own_rows(decider):
     one = decider.decide_many([face(1), face(2)], [candidates(["fake", "real"]), candidates(["real", "fake"])])
     swapped = decider.decide_many([face(2), face(1)], [candidates(["real", "fake"]), candidates(["fake", "real"])])
-    probs = lambda d: np.array([s.probabilities for s in d.scores])  # noqa: E731
+    probs = lambda d: np.array([s.probabilities for s in d.scores])
     np.testing.assert_allclose(probs(one[0]), probs(swapped[1]), atol=1e-5)
     np.testing.assert_allclose(probs(one[1]), probs(swapped[0]), atol=1e-5)
     different_image = decider.decide_many([face(9)], [candidates(["fake", "real"])])
@@ -189,8 +189,9 @@ def test_from_pretrained_with_local_encoder_folders(decider, tmp_path):
 
 
 def test_missing_encoder_is_a_clear_error(tmp_path, decider):
-    from ffaa.errors import WeightsNotFoundError
     from ffaa.mids.checkpoint import save_mids
+
+    from ffaa.errors import WeightsNotFoundError
 
     path = save_mids(decider.net, tmp_path / "mids.safetensors", complete=False)
     with pytest.raises(WeightsNotFoundError, match="MIDS image encoder .*nowhere"):

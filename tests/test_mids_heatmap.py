@@ -10,11 +10,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from PIL import Image  # noqa: E402
-
-from ffaa.mids.decider import MidsDecider  # noqa: E402
-from ffaa.mids.heatmap import clip_view, explain, grad_cam, target_for  # noqa: E402
-from ffaa.mids.preprocess import pixel_values, tokenize  # noqa: E402
+from ffaa.mids.decider import MidsDecider
+from ffaa.mids.heatmap import clip_view, explain, grad_cam, target_for
+from ffaa.mids.preprocess import pixel_values, tokenize
+from PIL import Image
 
 TEXT = "Image description: A young woman.\nForgery reasoning: The skin around the eyes is too smooth."
 

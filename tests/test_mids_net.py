@@ -12,9 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from safetensors.torch import load_file  # noqa: E402
-
-from ffaa.mids.net import (  # noqa: E402
+from ffaa.mids.net import (
     MidsConfig,
     build_random,
     checkpoint_keys,
@@ -22,6 +20,7 @@ from ffaa.mids.net import (  # noqa: E402
     group_padding_mask,
     normalise_key,
 )
+from safetensors.torch import load_file
 
 ATOL = 1e-5
 

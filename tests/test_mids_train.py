@@ -12,11 +12,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("sklearn")
 
-from PIL import Image  # noqa: E402
-
-from ffaa.mids.data import Augment, class_label, load_mids_data, make_batch  # noqa: E402
-from ffaa.mids.decider import MidsDecider  # noqa: E402
-from ffaa.mids.train import TrainConfig, Trainer, detection_metrics, train_mids  # noqa: E402
+from ffaa.mids.data import Augment, class_label, load_mids_data, make_batch
+from ffaa.mids.decider import MidsDecider
+from ffaa.mids.train import TrainConfig, Trainer, detection_metrics, train_mids
+from PIL import Image
 
 ANSWER = ("Image description: A face in {light} lighting.\nForgery reasoning: {reason}\n"
           "Analysis result: {claim}\nProbability: 0.5\nForgery type: None")

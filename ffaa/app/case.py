@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..media import LoadedImage
 
 FaceMode = Literal["faces", "auto", "whole"]
+DISPLAY_MAX_SIDE = 1024
 # Role markers of the chat template: text after one is the model inventing the next turn.
 _ROLE_MARKERS = ("USER:", "ASSISTANT:")
 
@@ -80,7 +81,7 @@ class Case:
 
     case_id: str
     name: str
-    image: "Image.Image"
+    image: "Image.Image"  # a display copy, at most DISPLAY_MAX_SIDE px; `info` has the original size
     info: ImageInfo
     question: str
     threads: tuple[FaceThread, ...]
@@ -131,11 +132,18 @@ def analyze_pending(assistant: Assistant, pending: PendingImage) -> Case:
     return Case(
         case_id=uuid.uuid4().hex[:8],
         name=pending.name,
-        image=pending.loaded.image,
+        image=display_copy(pending.loaded.image),
         info=pending.loaded.info,
         question=engine.questions(pending.loaded.info)[0][1],
         threads=tuple(_thread(job, report) for job, report in zip(jobs, reports)),
     )
+
+
+def display_copy(image: "Image.Image") -> "Image.Image":
+    """A copy small enough to keep per session and to send to a browser."""
+    copy = image.copy()
+    copy.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE))
+    return copy
 
 
 def _engine_for(assistant: Assistant, pending: PendingImage) -> Assistant:

@@ -40,9 +40,14 @@ class Workspace:
     """A private temporary folder with one sub-folder per case, pruned by age."""
 
     def __init__(self, max_age_s: float = 3600.0, root: Path | None = None):
-        self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="ffaa-app-"))
+        """Without `root`, a fresh temporary folder that is removed when the process exits."""
         self.max_age_s = max_age_s
-        atexit.register(shutil.rmtree, self.root, ignore_errors=True)
+        if root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="ffaa-app-"))
+            atexit.register(shutil.rmtree, self.root, ignore_errors=True)
+        else:
+            self.root = Path(root)
+            self.root.mkdir(parents=True, exist_ok=True)
 
     def case_dir(self, case_id: str) -> Path:
         self.prune()
@@ -116,7 +121,7 @@ def case_html(case: Case, demo: bool = False) -> str:
     """The HTML download: a self-contained page, every piece of model text escaped."""
     body = [f"<h1>{esc(case.name)}</h1>", f'<img src="{image_data_uri(case)}" alt="analysed image with face boxes">']
     if demo or any(r.provenance.demo for r in case.reports):
-        body.append('<p class="demo">Demo model: random weights, its answers are noise.</p>')
+        body.append('<p class="demo">Demo mode: these answers do not come from a trained model.</p>')
     body += [f'<p class="note">{esc(n)}</p>' for n in case.info.notes]
     for index, thread in enumerate(case.threads):
         body.append(_face_section(case, index))

@@ -18,7 +18,6 @@ from .case import Case, FaceThread, Turn, chosen_candidate
 if TYPE_CHECKING:
     from PIL import Image
 
-DISPLAY_MAX_SIDE = 1024
 VERDICT_COLOURS = {Verdict.REAL: (22, 163, 74), Verdict.FAKE: (220, 38, 38), None: (100, 116, 139)}
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!|<>~$&.:])")
 PROMPT_KIND_NAMES = {
@@ -82,7 +81,7 @@ def verdict_cards_html(case: Case | None, demo: bool = False) -> str:
     if notes:
         out.append('<ul class="ffaa-notes">' + "".join(f"<li>{esc(n)}</li>" for n in dict.fromkeys(notes)) + "</ul>")
     if demo:
-        out.append('<div class="ffaa-demo">Demo model: random weights, its answers are noise.</div>')
+        out.append('<div class="ffaa-demo">Demo mode: these answers do not come from a trained model.</div>')
     return "".join(out)
 
 
@@ -203,12 +202,11 @@ def _turn_messages(case: Case, index: int, turn: Turn) -> list[dict[str, Any]]:
 
 
 def annotated_image(case: Case) -> "Image.Image":
-    """The image, downscaled for display, with each face's box and verdict drawn on it."""
+    """The display copy with each face's box and verdict drawn on it."""
     from PIL import ImageDraw
 
     image = case.image.copy()
-    image.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE))
-    scale = image.width / case.image.width
+    scale = image.width / case.info.width
     draw = ImageDraw.Draw(image)
     width = max(2, round(max(image.size) / 250))
     font = _font(max(12, round(max(image.size) / 28)))

@@ -32,6 +32,7 @@ from .case import (
     Turn,
     analyze_pending,
     chat_settings,
+    display_copy,
     open_upload,
     stream_answer,
     thread_choices,
@@ -125,9 +126,11 @@ class Handlers:
             return self.failed(str(exc))
         except OSError as exc:
             return self.failed(f"{name}: the upload cannot be read ({exc.strerror or exc}); upload it again")
+        except Exception:
+            log.exception("checking upload %s failed", name)
+            return self.failed(f"{name}: this file could not be checked (internal error, see the server log)")
         state = SessionState(pending=pending)
-        preview = pending.loaded.image.copy()
-        preview.thumbnail((1024, 1024))
+        preview = display_copy(pending.loaded.image)
         chat = chat_messages(None, upload_name=name, status="Waiting for the model…")
         return self.view(state, chat, preview=preview)
 
@@ -236,10 +239,11 @@ def build_ui(assistant: Assistant, options: UiOptions = UiOptions(), workspace: 
     delete_cache = (every, options.cache_max_age_s) if options.cache_max_age_s > 0 else None
     with gr.Blocks(title="FFAA", analytics_enabled=False, delete_cache=delete_cache) as demo:
         _header(options, assistant)
-        state = gr.State(SessionState())
+        # Dropped when the tab closes or after the cache age, so idle sessions do not hold images.
+        state = gr.State(SessionState(), time_to_live=options.cache_max_age_s or None)
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
-                upload = gr.File(label=f"Face image (JPEG, PNG, WebP, BMP, TIFF, GIF; up to {options.max_file_size})",
+                upload = gr.File(label=f"Face image (JPEG, PNG, WebP…; max {options.max_file_size})",
                                  type="filepath", elem_id="ffaa-upload", height=120)
                 if options.examples:
                     gr.Examples([[p] for p in options.examples], inputs=[upload], label="Examples (public-domain photo)")
@@ -299,8 +303,13 @@ def _header(options: UiOptions, assistant: Assistant) -> None:
     lines = [f"# {options.title}",
              "Upload a face image: the model writes three candidate analyses per face and a decider picks one. "
              "Then ask follow-up questions about the face. Answers come from a model and can be wrong."]
+    local = Path(info.model_id).expanduser()
+    model = local.name if local.is_absolute() or local.exists() else info.model_id  # no server paths
     if options.demo or info.demo:
-        lines.append(f"**Demo mode:** `{info.model_id}` has random weights or fixed rules; its answers are not an analysis.")
+        lines.append(f"**Demo mode:** `{model}` is not a trained model (random weights or fixed rules); "
+                     "its answers are not an analysis.")
+    else:
+        lines.append(f"Model `{model}` · decider {assistant.decider.name}")
     gr.Markdown("\n\n".join(lines), elem_id="ffaa-header")
 
 

@@ -139,12 +139,16 @@ def save_processor(processor: Any, dst: Path, *, legacy: bool, probe: str) -> No
         )
 
 
-def build_atomically(final: Path, build: Callable[[Path], Any]) -> Path:
+def build_atomically(
+    final: Path, build: Callable[[Path], Any], done: Callable[[Path], bool] | None = None
+) -> Path:
     """Run `build(tmp)` in a fresh folder beside `final`, then rename it to `final`.
 
     A conversion interrupted at any point (error, Ctrl-C) leaves no folder named `final`, so a
     half-written cache can never be mistaken for a finished one. Leftovers of a killed process
-    are hidden `.partial-*` folders, removed on the next build of the same name.
+    are hidden `.partial-*` folders, removed on the next build of the same name. If another
+    process finished `final` meanwhile (`done(final)` is true), its result is kept and ours
+    dropped, so a folder someone may already be loading is never swapped out.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(final)
@@ -152,7 +156,10 @@ def build_atomically(final: Path, build: Callable[[Path], Any]) -> Path:
     tmp.mkdir()
     try:
         build(tmp)
-        _replace_dir(tmp, final)
+        if done is not None and done(final):
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            _replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -899,9 +906,14 @@ def ensure_converted(
         src = download_checkpoint(repo_id, revision)
     if not is_original_llava_checkpoint(src):
         raise CheckpointError(f"{src} is not an original-format LLaVA checkpoint (see its config.json)")
-    if _cache_is_valid(final, source_fingerprint(src)):
+    fingerprint = source_fingerprint(src)
+    if _cache_is_valid(final, fingerprint):
         return final
-    return build_atomically(final, lambda tmp: convert_original_checkpoint(src, tmp))
+    return build_atomically(
+        final,
+        lambda tmp: convert_original_checkpoint(src, tmp),
+        done=lambda folder: _cache_is_valid(folder, fingerprint),
+    )
 
 
 def _check_hub_id(value: str) -> str:
@@ -912,20 +924,31 @@ def _check_hub_id(value: str) -> str:
 
 
 def download_checkpoint(repo_id: str, revision: str | None = None) -> Path:
-    """Fetch the files a conversion needs (not FFAA's `mids.pth`) from the hub, or raise.
+    """The hub checkpoint's folder: an earlier complete download, else a fresh one, or raise.
 
-    Already-downloaded snapshots are used without network access when the hub is unreachable.
+    Only what a conversion needs is fetched (not FFAA's `mids.pth`). A complete download in
+    the hub cache is used without any network access.
     """
     hub = require("huggingface_hub", "torch", "downloading checkpoints")
+    cached = _cached_snapshot(hub, repo_id, revision)
+    if cached is not None:
+        return cached
     try:
-        files = hub.HfApi().list_repo_files(repo_id, revision=revision)
-        patterns = _download_patterns(files)
+        patterns = _download_patterns(hub.HfApi().list_repo_files(repo_id, revision=revision))
         return Path(hub.snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
-    except Exception as online_error:  # offline, unknown repo, auth: fall back to the local cache
-        try:
-            return Path(hub.snapshot_download(repo_id, revision=revision, local_files_only=True))
-        except Exception:
-            raise WeightsNotFoundError(_not_found_message(repo_id, online_error)) from None
+    except Exception as exc:  # offline, unknown repo, auth: all end the same way for a user
+        raise WeightsNotFoundError(_not_found_message(repo_id, exc)) from None
+
+
+def _cached_snapshot(hub: Any, repo_id: str, revision: str | None) -> Path | None:
+    """A snapshot in the hub cache with a config, a tokenizer and every weight shard."""
+    try:
+        folder = Path(hub.snapshot_download(repo_id, revision=revision, local_files_only=True))
+        weight_files(folder)
+    except Exception:  # nothing cached, or an incomplete download: fetch it
+        return None
+    has_tokenizer = any((folder / n).is_file() for n in ("tokenizer.model", "tokenizer.json"))
+    return folder if has_tokenizer and is_original_llava_checkpoint(folder) else None
 
 
 def _download_patterns(files: Iterable[str]) -> list[str]:

@@ -1,9 +1,11 @@
 """The real backend: transformers' own LLaVA classes (LLaVA-1.5 style and LLaVA-NeXT).
 
 Loads a transformers-layout folder or hub id through the Auto classes; an original-format LLaVA
-checkpoint (FFAA's release) is converted once into a cache first (see `convert.py`). On CUDA the
-default is bitsandbytes 4-bit nf4 with double quantisation and bf16 compute, keeping the vision
-tower, the projector and lm_head unquantised; on CPU the default is fp32.
+checkpoint (FFAA's release) is converted once into a cache first (see `convert.py`). Weight
+formats (`--quant`) and the default per device and GPU memory are described in `quant.py`; the
+vision tower, the projector and lm_head always stay unquantised. On CPU the default is fp32.
+Compiled decoding (static cache + torch.compile, `fast.py`) is on by default on CUDA for the
+formats that compile; call `warmup()` at start-up so the compile does not land in a request.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ from ..errors import CheckpointError, FfaaError, WeightsNotFoundError
 from ..lazy import require
 from ..types import DecodingSettings
 from .base import BackendInfo, Generation, GenerationRequest
-
-QUANT_CHOICES = ("auto", "4bit", "8bit", "none")
+from .quant import QUANT_CHOICES  # formats and their defaults are described in quant.py
 DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
 # Module paths kept in full precision under bitsandbytes (transformers 5 uses full paths).
 KEEP_UNQUANTIZED = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
@@ -37,6 +38,10 @@ class LoadOptions:
     dtype: str = "auto"
     revision: str | None = None
     attn_implementation: str | None = None
+    # Compiled decoding (fast.py): "auto" = static cache + torch.compile on CUDA when the weights
+    # compile; "on", "static" (static cache, no compile) or "off". `compile_rows` fixes the batch.
+    compile: str = "auto"
+    compile_rows: int = 3
 
 
 def resolve_device(device: str) -> str:
@@ -51,8 +56,10 @@ def resolve_device(device: str) -> str:
 def resolve_quant(quant: str, device: str) -> str:
     if quant not in QUANT_CHOICES:
         raise FfaaError(f"unknown quantisation {quant!r}; choose one of {', '.join(QUANT_CHOICES)}")
-    if quant == "auto":
-        return "4bit" if device.startswith("cuda") else "none"
+    from .quant import check_available, default_quant
+
+    quant = default_quant(device) if quant == "auto" else quant
+    check_available(quant, device)
     return quant
 
 
@@ -69,8 +76,9 @@ def resolve_dtype(dtype: str, device: str, quant: str):
 
 
 def quantization_config(quant: str, compute_dtype):
-    """bitsandbytes settings for "4bit" (nf4, double quant) or "8bit"; None for "none"."""
-    if quant == "none":
+    """bitsandbytes settings for "4bit" (nf4, double quant) or "8bit"; None for the others
+    (torchao formats are applied after loading, see `quant.apply_torchao`)."""
+    if quant not in ("4bit", "8bit"):
         return None
     require("bitsandbytes", "gpu", f"{quant} quantisation")
     transformers = require("transformers", "torch", "running the model")
@@ -148,6 +156,7 @@ class HFLlavaBackend:
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"  # batched generation continues from the right edge
         self._lock = threading.Lock()  # one generate at a time per model replica
+        self.fast = None  # a fast.FastDecoder when compiled/static-cache decoding is on
 
     @classmethod
     def load(cls, source: str, options: LoadOptions = LoadOptions(), demo: bool = False):
@@ -161,6 +170,10 @@ class HFLlavaBackend:
         if qconfig is not None:
             kwargs["quantization_config"] = qconfig
         kwargs["device_map"] = device if device != "cpu" or qconfig is not None else None
+        from . import quant as formats
+
+        if formats.loads_on_cpu_first(quant):
+            kwargs["device_map"] = None
         if options.attn_implementation:
             kwargs["attn_implementation"] = options.attn_implementation
         try:
@@ -168,6 +181,8 @@ class HFLlavaBackend:
             processor = transformers.AutoProcessor.from_pretrained(folder)
         except (OSError, ValueError, KeyError) as exc:
             raise CheckpointError(f"cannot load a LLaVA model from {folder}: {exc}") from exc
+        if formats.loads_on_cpu_first(quant):
+            model = formats.apply_torchao(model, quant, device)
         model.eval()
         info = BackendInfo(
             name=f"transformers/{type(model).__name__}",
@@ -178,7 +193,17 @@ class HFLlavaBackend:
             dtype=str(dtype).replace("torch.", ""),
             demo=demo,
         )
-        return cls(model, processor, info)
+        backend = cls(model, processor, info)
+        backend.fast = _fast_decoder(backend, options, quant)
+        return backend
+
+    def warmup(self, log=None) -> float:
+        """Compile the decoding path now (about a minute on a GPU) instead of in the first
+        request; seconds taken, 0 when decoding is not compiled. Call once at start-up."""
+        if self.fast is None:
+            return 0.0
+        with self._lock:
+            return self.fast.warmup(self, log)
 
     # -- generation -------------------------------------------------------------------------
 
@@ -221,6 +246,9 @@ class HFLlavaBackend:
         """Answer all requests in one batched `generate` call (left padding)."""
         if not requests:
             return []
+        if self.fast is not None:
+            with self._lock:
+                return self.fast.generate(self, requests, settings)
         torch = require("torch", "torch", "running the model")
         with self._lock, torch.inference_mode():
             torch.manual_seed(settings.seed)
@@ -299,6 +327,17 @@ class HFLlavaBackend:
         thread.join()
         if errors:
             raise errors[0]
+
+
+def _fast_decoder(backend: HFLlavaBackend, options: LoadOptions, quant: str):
+    """The FastDecoder for the resolved compile mode, or None for plain `generate`."""
+    from .fast import FastDecoder, FastSettings, resolve_mode
+    from .quant import quant_format
+
+    mode = resolve_mode(options.compile, backend.info.device, quant_format(quant).compiles)
+    if mode == "off":
+        return None
+    return FastDecoder(backend.model, backend.tokenizer, mode, FastSettings(rows=options.compile_rows))
 
 
 def _cut_after_answer(text: str) -> str:

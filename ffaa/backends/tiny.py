@@ -177,9 +177,16 @@ def tiny_model_dir(cache: bool = True, *, seed: int = 0, kind: Kind = "llava") -
     if not cache:
         return build_tiny_llava(tempfile.mkdtemp(prefix="ffaa-tiny-"), seed=seed, kind=kind)
     final = ffaa_cache_root() / "tiny" / f"{kind}-seed{seed}"
+    if _is_built(final, seed, kind):
+        return final
+    return build_atomically(
+        final, lambda tmp: build_tiny_llava(tmp, seed=seed, kind=kind), done=lambda f: _is_built(f, seed, kind)
+    )
+
+
+def _is_built(folder: Path, seed: int, kind: Kind) -> bool:
+    """A finished build of this seed, kind and format, written by this transformers version."""
     try:
-        if json.loads((final / MARKER_FILE).read_text(encoding="utf-8")) == _marker(seed, kind):
-            return final
+        return json.loads((folder / MARKER_FILE).read_text(encoding="utf-8")) == _marker(seed, kind)
     except (OSError, json.JSONDecodeError):
-        pass
-    return build_atomically(final, lambda tmp: build_tiny_llava(tmp, seed=seed, kind=kind))
+        return False

@@ -55,8 +55,9 @@ class BatchBench:
 
     def table(self) -> str:
         """A Markdown table of the three flows."""
-        rows = [f"{self.images} images, {self.faces} faces · {self.backend} on {self.device} · "
-                f"batch size {self.batch_size} prompts · {self.group_faces} faces per group",
+        head = (f"{self.images} images, {self.faces} faces · {self.backend} on {self.device} · "
+                f"batch size {self.batch_size} prompts · {self.group_faces} faces per group")
+        rows = [head,
                 "", "| flow | seconds | images/s |", "|---|---|---|",
                 f"| one image at a time | {self.sequential_s:.3f} | {self.sequential_ips:.3f} |",
                 f"| batched across images | {self.batched_s:.3f} | {self.batched_ips:.3f} |"]
@@ -67,7 +68,7 @@ class BatchBench:
 
 
 def bench_batch(
-    assistant_factory: Callable[[], "Assistant"],
+    assistant_factory: Callable[[], Assistant],
     images: Sequence[str | Path],
     *,
     group_faces: int | None = None,
@@ -98,7 +99,7 @@ def bench_batch(
                       info.name, info.device, tuple(skipped))
 
 
-def _prepare(assistant: "Assistant", images: Sequence[str | Path]) -> tuple[list[list["FaceJob"]], list[str]]:
+def _prepare(assistant: Assistant, images: Sequence[str | Path]) -> tuple[list[list[FaceJob]], list[str]]:
     per_image, skipped = [], []
     for path in images:
         try:

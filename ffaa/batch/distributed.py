@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from .runner import AssistantFactory, RayOptions, Writer
 
 
-def run_on_ray(items: Sequence[Item], factory: "AssistantFactory", settings: EngineSettings,
-               group_faces: int, options: "RayOptions", writer: "Writer") -> None:
+def run_on_ray(items: Sequence[Item], factory: AssistantFactory, settings: EngineSettings,
+               group_faces: int, options: RayOptions, writer: Writer) -> None:
     """Analyse `items` on an actor pool and commit every returned block through `writer`."""
     ray = require("ray", "distributed", "--ray")
     started = _connect(ray, options.address)
@@ -57,7 +57,7 @@ def _connect(ray, address: str | None) -> bool:
     return True
 
 
-def actor_plan(cluster: dict[str, float], options: "RayOptions") -> tuple[int, dict[str, Any]]:
+def actor_plan(cluster: dict[str, float], options: RayOptions) -> tuple[int, dict[str, Any]]:
     """Actor count and per-actor resources: one replica per GPU when the cluster has GPUs,
     else `options.actors` (default 1) replicas of `cpus_per_actor` CPUs each.
     """
@@ -70,7 +70,7 @@ def actor_plan(cluster: dict[str, float], options: "RayOptions") -> tuple[int, d
 class _Worker:
     """One model replica. Ray Data calls it with batches of serialised items."""
 
-    def __init__(self, factory: "AssistantFactory", settings: EngineSettings, group_faces: int):
+    def __init__(self, factory: AssistantFactory, settings: EngineSettings, group_faces: int):
         self.assistant = factory()
         self.settings = settings
         self.group_faces = group_faces

@@ -14,7 +14,7 @@ import io
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FfaaError, InputError
@@ -58,7 +58,7 @@ class EngineSettings:
 
     mode: Mode = "full"
     triage_threshold: float = 0.5
-    video: VideoOptions = VideoOptions()
+    video: VideoOptions = field(default_factory=VideoOptions)
     thumbnails: bool = True
 
 
@@ -93,7 +93,7 @@ class Prepared:
     """An item ready for the model: its face jobs (with the sampled frame of each, for videos)."""
 
     item: Item
-    jobs: tuple["FaceJob", ...] = ()
+    jobs: tuple[FaceJob, ...] = ()
     frame_of_job: tuple[int | None, ...] = ()
     video: VideoScan | None = None
     thumb: bytes | None = None
@@ -123,7 +123,7 @@ def _stage(name: str) -> Iterator[None]:
 # -- preparing -------------------------------------------------------------------------------
 
 
-def prepare(item: Item, assistant: "Assistant", settings: EngineSettings) -> Prepared:
+def prepare(item: Item, assistant: Assistant, settings: EngineSettings) -> Prepared:
     """Decode the item and crop its faces; failures become `Prepared.error`."""
     start = time.perf_counter()
     try:
@@ -138,7 +138,7 @@ def prepare(item: Item, assistant: "Assistant", settings: EngineSettings) -> Pre
     return replace(prepared, seconds=time.perf_counter() - start)
 
 
-def _prepare_image(item: Item, assistant: "Assistant", settings: EngineSettings) -> Prepared:
+def _prepare_image(item: Item, assistant: Assistant, settings: EngineSettings) -> Prepared:
     with _stage("decode"):
         loaded = assistant.load(item.path)
     thumb = thumbnail(loaded.image, THUMB_SIDE) if settings.thumbnails else None
@@ -150,12 +150,12 @@ def _prepare_image(item: Item, assistant: "Assistant", settings: EngineSettings)
     return Prepared(item, tuple(jobs), (None,) * len(jobs), thumb=thumb)
 
 
-def _prepare_video(item: Item, assistant: "Assistant", settings: EngineSettings) -> Prepared:
-    from ..video import sample_frames
+def _prepare_video(item: Item, assistant: Assistant, settings: EngineSettings) -> Prepared:
+    from ..video import probe_video, sample_frames
 
     with _stage("video"):
+        _check_frame_size(item, probe_video(item.path), assistant)
         sampler = sample_frames(item.path, settings.video.sampling())
-        _check_frame_size(item, sampler.info, assistant)
     jobs: list[FaceJob] = []
     where: list[int] = []
     frames: list[SampledFrame] = []
@@ -178,7 +178,7 @@ def _prepare_video(item: Item, assistant: "Assistant", settings: EngineSettings)
     return Prepared(item, tuple(jobs), tuple(where), scan, thumb)
 
 
-def _check_frame_size(item: Item, info, assistant: "Assistant") -> None:
+def _check_frame_size(item: Item, info, assistant: Assistant) -> None:
     """Apply the image pixel limit to video frames too: a huge frame size is a bomb as well."""
     from ..media import LoadLimits
 
@@ -188,7 +188,7 @@ def _check_frame_size(item: Item, info, assistant: "Assistant") -> None:
                          f"{limit / 1e6:.1f} Mpx; raise it with --max-pixels")
 
 
-def _frame_jobs(item: Item, info, frame, assistant: "Assistant") -> list["FaceJob"]:
+def _frame_jobs(item: Item, info, frame, assistant: Assistant) -> list[FaceJob]:
     """The face jobs of one frame; a frame without a face simply has none."""
     from ..media import LoadedImage
 
@@ -206,7 +206,7 @@ def _video_info(info) -> dict[str, Any]:
     return {k: v for k, v in asdict(info).items() if k in keep}
 
 
-def thumbnail(image: "Image.Image", side: int) -> bytes:
+def thumbnail(image: Image.Image, side: int) -> bytes:
     """A small JPEG of the image for the HTML report."""
     small = image.convert("RGB")
     small.thumbnail((side, side))
@@ -218,7 +218,7 @@ def thumbnail(image: "Image.Image", side: int) -> bytes:
 # -- analysing -------------------------------------------------------------------------------
 
 
-def analyze_group(assistant: "Assistant", group: Sequence[Prepared], settings: EngineSettings) -> list[Block]:
+def analyze_group(assistant: Assistant, group: Sequence[Prepared], settings: EngineSettings) -> list[Block]:
     """Blocks for several prepared items, their faces analysed in one batched call.
 
     When the call fails, each item is retried alone, so one bad item cannot sink the others;
@@ -240,7 +240,7 @@ def analyze_group(assistant: "Assistant", group: Sequence[Prepared], settings: E
     return blocks
 
 
-def _analyze(assistant: "Assistant", jobs: list["FaceJob"], settings: EngineSettings) -> list[ForensicReport]:
+def _analyze(assistant: Assistant, jobs: list[FaceJob], settings: EngineSettings) -> list[ForensicReport]:
     if settings.mode == "triage":
         return triage_reports(assistant, jobs, settings.triage_threshold)
     return assistant.analyze_jobs(jobs)

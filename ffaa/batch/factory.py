@@ -19,10 +19,10 @@ class CliAssistantFactory:
     args: dict[str, Any]
 
     @classmethod
-    def from_namespace(cls, ns: argparse.Namespace) -> "CliAssistantFactory":
+    def from_namespace(cls, ns: argparse.Namespace) -> CliAssistantFactory:
         return cls({k: v for k, v in vars(ns).items() if k != "func"})
 
-    def __call__(self) -> "Assistant":
+    def __call__(self) -> Assistant:
         from ..commands.common import build_assistant
 
         return build_assistant(argparse.Namespace(**self.args))
@@ -39,11 +39,11 @@ class ScriptedAssistantFactory:
     For tests and dry runs of the batch machinery; its reports are marked demo.
     """
 
-    options: "AnalysisOptions | None" = None
+    options: AnalysisOptions | None = None
     delay: float = 0.0
     broken_every: int = 0
 
-    def __call__(self) -> "Assistant":
+    def __call__(self) -> Assistant:
         from ..backends.scripted import ScriptedBackend
         from ..decision import MajorityDecider
         from ..pipeline import Assistant

@@ -212,13 +212,17 @@ _PAGE = """<!DOCTYPE html>
 <body><h1>{title}</h1>{demo}
 <table id="facts">{facts}</table>
 <div class="controls"><input id="q" type="search" placeholder="filter by id, path, reason">
-<select id="fv"><option value="">any verdict</option><option value="fake">fake</option><option value="real">real</option><option value="none">none</option></select>
-<select id="fs"><option value="">any status</option><option value="ok">ok</option><option value="partial">partial</option><option value="undecided">undecided</option><option value="error">error</option></select>
+<select id="fv"><option value="">any verdict</option><option value="fake">fake</option>
+<option value="real">real</option><option value="none">none</option></select>
+<select id="fs"><option value="">any status</option><option value="ok">ok</option>
+<option value="partial">partial</option><option value="undecided">undecided</option>
+<option value="error">error</option></select>
 <select id="fk"><option value="">any kind</option>{options}</select>
 <span><span id="shown">{total}</span> of {total} items shown</span></div>
 <table id="items"><thead><tr><th></th><th data-key="id">item</th><th data-key="kind">kind</th>
 <th data-key="verdict">verdict</th><th data-key="score" data-num="1">score</th>
-<th data-key="faces" data-num="1">faces</th><th data-key="status">status</th><th data-key="label">label</th></tr></thead>
+<th data-key="faces" data-num="1">faces</th><th data-key="status">status</th>
+<th data-key="label">label</th></tr></thead>
 <tbody>
 {rows}
 </tbody></table>

@@ -128,9 +128,11 @@ def _expand_glob(pattern: str) -> tuple[list[Source], list[str]]:
     matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
     sources, notes = [], []
     for match in matches:
-        found, more = _expand(match) if Path(match).is_dir() else ([Source(_absolute(Path(match)), Path(match).name, origin=pattern)], [])
-        sources += found
-        notes += more
+        if Path(match).is_dir():
+            found, more = _expand(match)
+            sources, notes = sources + found, notes + more
+        else:
+            sources.append(Source(_absolute(Path(match)), Path(match).name, origin=pattern))
     if not matches:
         notes.append(f"pattern {pattern} matches no file")
     return sources, notes

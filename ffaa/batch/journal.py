@@ -14,9 +14,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import FfaaError
 from .records import FINAL_RECORDS, Block
@@ -124,7 +125,7 @@ class ReportLog:
         self._size = size
 
     @classmethod
-    def open(cls, folder: Path, resume: bool) -> tuple["ReportLog", LogScan]:
+    def open(cls, folder: Path, resume: bool) -> tuple[ReportLog, LogScan]:
         """Open (or create) the folder's log. Refuses a non-empty folder unless resuming;
         when resuming, cuts the file back to its last complete block first.
         """
@@ -179,7 +180,7 @@ class ReportLog:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> "ReportLog":
+    def __enter__(self) -> ReportLog:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -190,11 +191,14 @@ def check_folder(folder: Path, resume: bool) -> None:
     """Refuse an output folder that may not be used; creates nothing."""
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"--out {folder} exists and is not a folder")
-    if folder.is_dir() and not resume and any(folder.iterdir()):
+    used = folder.is_dir() and any(folder.iterdir())
+    if used and not resume:
         raise OutputError(
             f"output folder {folder} is not empty: add --resume to finish the run it holds, "
             "or choose a new --out folder"
         )
+    if used and not (folder / LOG_NAME).is_file():
+        raise OutputError(f"cannot resume in {folder}: it holds files but no {LOG_NAME}, so it is not a batch folder")
 
 
 def prepare_folder(folder: Path, resume: bool) -> None:

@@ -18,7 +18,6 @@ import base64
 import json
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from ..report import report_to_dict
@@ -62,7 +61,7 @@ class Block:
         return json.dumps({"records": self.records, "thumbs": thumbs}, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, text: str) -> "Block":
+    def from_json(cls, text: str) -> Block:
         data = json.loads(text)
         thumbs = tuple((name, base64.b64decode(b64)) for name, b64 in data["thumbs"])
         return cls(tuple(data["records"]), thumbs)
@@ -110,7 +109,7 @@ def video_record(
             "timeline": timeline, "decode": decode, "partial": bool(decode.get("partial"))}
 
 
-def item_record(fields: dict[str, Any], summary: "ItemSummary", seconds: float, thumb: str | None) -> dict[str, Any]:
+def item_record(fields: dict[str, Any], summary: ItemSummary, seconds: float, thumb: str | None) -> dict[str, Any]:
     """The commit mark of an item, with its item-level verdict for quick reading."""
     return {"schema": BATCH_SCHEMA, "record": "item", "batch": fields, **summary.as_dict(),
             "seconds": round(seconds, 4), "finished": _now(), "thumb": thumb}

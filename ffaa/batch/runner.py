@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +56,7 @@ class BatchConfig:
     out: Path
     inputs: tuple[str, ...] = ()
     resume: bool = False
-    engine: EngineSettings = EngineSettings()
+    engine: EngineSettings = field(default_factory=EngineSettings)
     explain_flagged: bool = False
     group_faces: int = 4
     progress: bool = True
@@ -89,7 +89,9 @@ def run_batch(config: BatchConfig, factory: AssistantFactory) -> BatchResult:
     log, scan = ReportLog.open(config.out, _resuming(config))
     with log:
         _report_recovery(scan, log.path)
-        log.append(Block((run_record(_run_settings(config, factory)),)))
+        settings = _run_settings(config, factory)
+        _warn_changed_settings(scan, settings)
+        log.append(Block((run_record(settings),)))
         writer = Writer(log, scan.done(), config.failure_limit)
         found = skipped = 0
         if discovery:
@@ -123,6 +125,18 @@ def _report_recovery(scan: LogScan, path: Path) -> None:
               "interrupted run; that item is analysed again", file=sys.stderr)
 
 
+def _warn_changed_settings(scan: LogScan, settings: dict[str, Any]) -> None:
+    """Resuming with another model or video rule mixes two analyses in one folder: say so."""
+    runs = [b[-1] for b in scan.blocks if b[-1].get("record") == "run"]
+    if not runs:
+        return
+    before = runs[-1]["settings"]
+    for key in ("assistant", "video", "triage_threshold"):
+        if before.get(key) != settings.get(key):
+            print(f"warning: resuming with a different {key} than the run in this folder "
+                  f"({before.get(key)} -> {settings.get(key)})", file=sys.stderr)
+
+
 def _run_settings(config: BatchConfig, factory: AssistantFactory) -> dict[str, Any]:
     describe = getattr(factory, "describe", None)
     return {
@@ -138,7 +152,7 @@ def _run_settings(config: BatchConfig, factory: AssistantFactory) -> dict[str, A
 
 
 def _run(items: Sequence[Item], factory: AssistantFactory, config: BatchConfig,
-         settings: EngineSettings, writer: "Writer") -> None:
+         settings: EngineSettings, writer: Writer) -> None:
     if not items:
         return
     with _progress(len(items), config.progress, settings.mode) as bar:
@@ -156,7 +170,7 @@ def _run(items: Sequence[Item], factory: AssistantFactory, config: BatchConfig,
         writer.finish()
 
 
-def process(prepared: Iterable[Prepared], assistant: "Assistant", settings: EngineSettings,
+def process(prepared: Iterable[Prepared], assistant: Assistant, settings: EngineSettings,
             group_faces: int) -> Iterator[Block]:
     """Blocks for a stream of prepared items, whose faces go to the model `group_faces` at a time.
 

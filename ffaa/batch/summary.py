@@ -118,20 +118,23 @@ def write_summaries(folder: str | Path) -> BatchSummary:
 
 def to_markdown(s: BatchSummary) -> str:
     """Counts first, then what needs a person's attention: flagged items, errors, videos."""
-    out = [f"# ffaa batch summary — {s.folder.name}", "", f"Generated {time.strftime('%Y-%m-%d %H:%M')} "
-           f"from `{LOG_NAME}` ({len(s.runs)} run(s); {_models(s)})."]
+    when = time.strftime("%Y-%m-%d %H:%M")
+    out = [f"# ffaa batch summary — {s.folder.name}", "",
+           f"Generated {when} from `{LOG_NAME}` ({len(s.runs)} run(s); {_models(s)})."]
     if s.demo:
         out += ["", "**DEMO MODEL: the verdicts and explanations below are noise.**"]
     out += ["", "| | count |", "|---|---|"]
     out += [f"| {name} | {value} |" for name, value in overview(s)]
     flagged = sorted((v for v in s.items if v.item.get("flagged")), key=lambda v: -(v.item.get("score") or 0))
     if flagged:
-        out += ["", "## Flagged as fake", "", "| item | kind | mode | score | faces | path |", "|---|---|---|---|---|---|"]
+        out += ["", "## Flagged as fake", "", "| item | kind | mode | score | faces | path |",
+                "|---|---|---|---|---|---|"]
         out += [f"| {_md(v.batch['item_id'])} | {v.batch['kind']} | {v.batch['mode']} | {_num(v.item.get('score'))} | "
                 f"{v.item.get('faces')} | {_md(v.batch['path'])} |" for v in flagged]
     failed = [v for v in s.items if v.item["status"] in ("error", "undecided", "partial")]
     if failed:
-        out += ["", "## Errors, partial and undecided items", "", "| item | status | stage | reason |", "|---|---|---|---|"]
+        out += ["", "## Errors, partial and undecided items", "", "| item | status | stage | reason |",
+                "|---|---|---|---|"]
         out += [f"| {_md(v.batch['item_id'])} | {v.item['status']} | {v.item.get('stage') or ''} | "
                 f"{_md(v.item.get('reason') or '')} |" for v in failed]
     videos = [v for v in s.items if v.video]
@@ -153,10 +156,11 @@ def overview(s: BatchSummary) -> list[tuple[str, str]]:
     """The headline counts shared by the Markdown and the HTML report."""
     kinds, status, verdicts = s.count("kind"), s.count("status"), s.count("verdict")
     undecided_faces = sum(v.item.get("undecided") or 0 for v in s.items)
+    fake, real, none = verdicts.get("fake", 0), verdicts.get("real", 0), verdicts.get("None", 0)
     rows = [
         ("items", f"{len(s.items)} ({_counts(kinds)})"),
         ("faces analysed", f"{s.faces} ({undecided_faces} undecided: no answer parsed)"),
-        ("verdicts", f"fake {verdicts.get('fake', 0)} · real {verdicts.get('real', 0)} · none {verdicts.get('None', 0)}"),
+        ("verdicts", f"fake {fake} · real {real} · none {none}"),
         ("status", _counts(status)),
         ("errors", str(status.get("error", 0))),
         ("partial videos", str(status.get("partial", 0))),

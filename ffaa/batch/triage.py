@@ -30,7 +30,7 @@ def triage_prompt(prompts: PromptSet) -> str:
     return prompts.chat([(prompts.triage, None)]) + f" {load_answer_format().label('verdict')}:"
 
 
-def triage_reports(assistant: "Assistant", jobs: Sequence["FaceJob"], threshold: float) -> list[ForensicReport]:
+def triage_reports(assistant: Assistant, jobs: Sequence[FaceJob], threshold: float) -> list[ForensicReport]:
     """A verdict-only report per face job, scored in batches of the assistant's batch size."""
     if not jobs:
         return []
@@ -44,8 +44,8 @@ def triage_reports(assistant: "Assistant", jobs: Sequence["FaceJob"], threshold:
     per_face = (time.perf_counter() - start) / len(jobs)
     provenance = replace(assistant.provenance({"triage": per_face}), decoder=METHOD)
     return [
-        ForensicReport(job.info, job.face_index, job.box, (), triage_decision(score, threshold), provenance, job.warnings)
-        for job, score in zip(jobs, scores)
+        ForensicReport(job.info, job.face_index, job.box, (), triage_decision(s, threshold), provenance, job.warnings)
+        for job, s in zip(jobs, scores)
     ]
 
 

@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="file, folder (recursive), glob or manifest")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (must be new or empty, unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in DIR: skip items already done")
-    p.add_argument("--summarize-only", type=Path, metavar="DIR", help="only rebuild DIR's summaries from its reports.jsonl")
+    p.add_argument("--summarize-only", type=Path, metavar="DIR",
+                   help="only rebuild DIR's summaries from its reports.jsonl")
     _add_run_args(p)
     _add_video_args(p)
     _add_ray_args(p)
@@ -94,7 +95,14 @@ def run(args: argparse.Namespace) -> int:
 
 def build_config(args: argparse.Namespace):
     """The run's BatchConfig and assistant factory from the parsed arguments."""
-    from ..batch import BatchConfig, CliAssistantFactory, EngineSettings, RayOptions, ScriptedAssistantFactory, VideoOptions
+    from ..batch import (
+        BatchConfig,
+        CliAssistantFactory,
+        EngineSettings,
+        RayOptions,
+        ScriptedAssistantFactory,
+        VideoOptions,
+    )
     from .common import analysis_options
 
     _check(args)

@@ -1,52 +1,103 @@
-"""`ffaa bench`: FFAA's reference flow vs our batched flow on one model, in one run."""
+"""`ffaa bench`: FFAA's reference flow vs ours (plain batched, compiled) on one model, in one run,
+for one or several weight formats."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 from pathlib import Path
 
+from ..errors import FfaaError
 from .common import add_model_args, load_backend, load_decider
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="time FFAA's reference flow against ours on the same model",
-                       description="Seconds per face for three candidates, tokens/s, peak memory, speed-up.")
+                       description="Seconds per face for three candidates, tokens/s, peak memory, first-call "
+                                   "(compile) time and the ratio to FFAA's reference flow, per weight format.")
     p.add_argument("--image", default=None, help="image to use (default: the bundled sample face)")
     p.add_argument("--new-tokens", type=int, default=64, help="forced answer length per candidate (GPU: 256)")
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=2, help="timed calls per flow after the first call")
+    p.add_argument("--flows", default="ffaa_reference,batched,compiled",
+                   help="comma list of ffaa_reference, batched, compiled")
+    p.add_argument("--formats", default=None, metavar="Q1,Q2",
+                   help="comma list of --quant choices to run one after another (default: --quant)")
+    p.add_argument("--first-tokens", type=int, default=None, metavar="N",
+                   help="plain flows: warm up with N tokens instead of one full untimed-in-mean call")
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--jsonl", default=None, metavar="FILE", help="append each flow's figures as a JSON line as it lands")
+    p.add_argument("--markdown", default=None, metavar="FILE", help="also write the table as Markdown")
     p.add_argument("--with-decider", action="store_true", help="also time the decider (MIDS when available)")
     add_model_args(p)
     p.set_defaults(func=run)
 
 
+def parse_list(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    """Split a comma list and reject unknown names with the allowed ones in the message."""
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in items if v not in allowed]
+    if unknown or not items:
+        raise FfaaError(f"unknown {what} {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}")
+    return items
+
+
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from ..bench import bench_decider, print_result, run_bench
+    from ..backends.quant import QUANT_CHOICES
+    from ..bench import FLOWS, format_table, run_formats
 
+    flows = parse_list(args.flows, FLOWS, "flow")
+    formats = parse_list(args.formats or args.quant, QUANT_CHOICES, "format")
     image = Image.open(args.image or _sample()).convert("RGB").resize((336, 336))
-    backend = load_backend(args)
-    result = run_bench(backend, image, args.new_tokens, args.repeats)
-    print_result(result)
-    data = dataclasses.asdict(result) | {"speedup": result.speedup}
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+    def on_flow(timing) -> None:
+        print(f"{timing.quantization} {timing.name}: {timing.seconds_per_face:.3f} s per face "
+              f"(first call {timing.first_call_s:.1f} s)", flush=True)
+        if args.jsonl:
+            with open(args.jsonl, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"time": stamp, **timing.as_dict()}) + "\n")
+
+    def load(quant: str):
+        return load_backend(argparse.Namespace(**{**vars(args), "quant": quant}))
+
+    results = run_formats(load, formats, image, args.new_tokens, args.repeats, flows, args.first_tokens, on_flow)
+    table = format_table(results, _title(results, stamp))
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n", encoding="utf-8")
+    data = {"time": stamp, "results": [dataclasses.asdict(r) for r in results]}
     if args.with_decider:
-        data["decider"] = _decider_figures(args, image, backend)
+        data["decider"] = _decider_figures(args, image, load(formats[0]))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(data, indent=2))
     return 0
 
 
+def _title(results, stamp: str) -> str:
+    """Model, device (with the GPU's name), date, answer length and repeats."""
+    first = results[0]
+    device = first.device
+    if device.startswith("cuda"):
+        import torch
+
+        device = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return (f"model: {first.model} · {device} · {stamp[:10]} · {first.new_tokens} new tokens per candidate · "
+            f"mean of {first.repeats}")
+
+
 def _decider_figures(args, image, backend) -> dict:
-    from ..bench import bench_decider
+    from ..bench import bench_decider, release
     from ..pipeline import Assistant, FaceJob
     from ..types import ImageInfo
 
     decider = load_decider(args)
     info = ImageInfo("bench", "0" * 64, image.width, image.height, "RGB")
     cands = Assistant(backend, decider).candidates([FaceJob(image, info, None, None)])[0]
+    release(backend)
     first, mean = bench_decider(decider, image, cands)
     print(f"decider {decider.name}: first call {first:.3f} s, then {mean:.3f} s per face (3 candidates)")
     return {"name": decider.name, "first_call_s": first, "seconds_per_face": mean}

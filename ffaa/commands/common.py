@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..backends.fast import COMPILE_CHOICES
+from ..backends.quant import QUANT_CHOICES
 from ..errors import FfaaError
 from ..types import DecodingSettings
 
@@ -22,8 +24,15 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                    help=f"hub id or local folder, transformers or original LLaVA layout (default {DEFAULT_MODEL})")
     g.add_argument("--demo", action="store_true", help="use a built-in tiny random model (output is noise)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default auto)")
-    g.add_argument("--quant", default="auto", choices=("auto", "4bit", "8bit", "none"),
-                   help="weights: auto = 4bit on CUDA, none on CPU")
+    g.add_argument("--quant", default="auto", choices=QUANT_CHOICES,
+                   help="weights: 4bit/8bit = bitsandbytes; int4-ao, int4-hqq, int8-ao = torchao (these "
+                        "compile); none. auto = none (fp32) on CPU, bf16 on GPUs of 24 GiB or more, else "
+                        "int4-ao (or 4bit without torchao)")
+    g.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
+                   help="compiled decoding (static cache + torch.compile): auto = on CUDA when --quant "
+                        "compiles; static = static cache only; off = plain generate")
+    g.add_argument("--compile-rows", type=int, default=3, metavar="N",
+                   help="prompts per compiled generate call (3 = one face; fixed for the process)")
     g.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
     g.add_argument("--revision", default=None, help="hub revision of --model")
     g.add_argument("--mids", default=None, metavar="PATH",
@@ -66,7 +75,8 @@ def analysis_options(args: argparse.Namespace):
 def load_backend(args: argparse.Namespace):
     from ..backends.hf_llava import HFLlavaBackend, LoadOptions
 
-    options = LoadOptions(device=args.device, quant=args.quant, dtype=args.dtype, revision=args.revision)
+    options = LoadOptions(device=args.device, quant=args.quant, dtype=args.dtype, revision=args.revision,
+                          compile=getattr(args, "compile", "auto"), compile_rows=getattr(args, "compile_rows", 3))
     if args.demo:
         from ..backends.tiny import tiny_model_dir
 

@@ -234,7 +234,11 @@ def _load_pairing(args: argparse.Namespace):
 
 
 def run_explanations(args: argparse.Namespace) -> int:
-    from ..eval.explanation import ExplanationOptions, evaluate_explanations, to_markdown
+    from ..eval.explanation import (
+        ExplanationOptions,
+        evaluate_explanations,
+        to_markdown,
+    )
     from ..eval.results import write_json
 
     preds, refs, pairing, inputs = _load_pairing(args)
@@ -275,7 +279,8 @@ def load_judge_factory(spec: str):
 
 
 def run_judge(args: argparse.Namespace) -> int:
-    from ..eval.judge import BackendJudge, run_judge as judge_all, to_markdown
+    from ..eval.judge import BackendJudge, to_markdown
+    from ..eval.judge import run_judge as judge_all
     from ..eval.labels import load_labels
     from ..eval.matching import PathIndex
     from ..eval.results import write_json

@@ -1,0 +1,300 @@
+"""Compiled decoding for the LLaVA backend: one static KV cache, fixed shapes, `torch.compile`.
+
+Plain `generate` spends 25-80 ms per token on Python and kernel-launch overhead, several times
+the time the GPU needs to read the weights. A static cache plus `torch.compile` (CUDA graphs)
+removes most of it, but only if shapes never change, because every new shape is a new compile
+(40-90 s for a 7B model). So the shapes are fixed for the life of the process:
+
+* batch: requests are cut into groups of `rows` (3 = one face's candidates); a short group is
+  filled with copies of its last row, whose outputs are dropped (and which are stopped at once);
+* prompt: every prompt is left-padded to a multiple of `prompt_bucket` tokens (padding is
+  masked, so answers do not change);
+* cache: one `StaticCache` of `cache_len` positions is allocated at warm-up and reset and reused
+  by every call, so the compiled step always sees the same tensors. It grows (one recompile,
+  with a warning) only if a prompt plus its answer would not fit.
+
+Only the one-token decoding step is compiled (transformers compiles it when the cache is static);
+the prefill runs eagerly and its shape may vary freely. `warmup()` pays the compile at start-up.
+Compiled code runs on one dedicated thread, because CUDA-graph state is per thread: requests
+arriving on server threads would otherwise record their own graphs.
+
+The answer-end stop (`_AnswerEnd`) decodes text on the CPU, which forces a GPU sync; here it is
+checked every `answer_check_every` tokens instead of every token. A row may then write a few
+tokens past the end of its answer; they are cut off exactly as before, so no parsed field changes.
+
+Modes: "on" (static cache + compile), "static" (static cache, no compile: the CPU fallback, and
+what tests compare with plain decoding), "off" (plain `generate`), "auto" ("on" on CUDA when the
+weight format compiles, else "off").
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import inspect
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import FfaaError
+from ..lazy import require
+from ..types import DecodingSettings
+from .base import Generation, GenerationRequest
+
+COMPILE_CHOICES = ("auto", "on", "static", "off")
+
+
+@dataclass(frozen=True)
+class FastSettings:
+    """Shapes fixed at start-up so that compiled decoding never recompiles.
+
+    rows: prompts per generate call (3 = one face; use 12 for batch jobs on a large GPU).
+    prompt_bucket: prompts are left-padded to a multiple of this many tokens.
+    max_new_tokens: answer length the cache is sized for (FFAA writes at most 512).
+    answer_check_every: tokens between two answer-end checks (each check syncs with the GPU).
+    """
+
+    rows: int = 3
+    prompt_bucket: int = 64
+    max_new_tokens: int = 512
+    answer_check_every: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "prompt_bucket", "max_new_tokens", "answer_check_every"):
+            if getattr(self, name) < 1:
+                raise FfaaError(f"FastSettings.{name} must be at least 1, not {getattr(self, name)}")
+
+
+def bucket_up(n: int, bucket: int) -> int:
+    """`n` rounded up to a multiple of `bucket`."""
+    return -(-n // bucket) * bucket
+
+
+def resolve_mode(mode: str, device: str, weights_compile: bool) -> str:
+    """The decoding mode to use: "on", "static" or "off" (see the module docstring).
+
+    "on" falls back to "static" with a warning when torch.compile cannot run here; it is an
+    error for weights that do not compile (bitsandbytes), where the static cache alone is slower
+    than plain decoding.
+    """
+    if mode not in COMPILE_CHOICES:
+        raise FfaaError(f"unknown compile mode {mode!r}; choose one of {', '.join(COMPILE_CHOICES)}")
+    if mode == "auto":
+        return "on" if device.startswith("cuda") and weights_compile and compile_usable(device) else "off"
+    if mode == "on" and not weights_compile:
+        raise FfaaError(
+            "--compile on needs weights that torch.compile can fuse: --quant none, int4-ao, int4-hqq "
+            "or int8-ao (bitsandbytes layers do not compile)"
+        )
+    if mode == "on" and not compile_usable(device):
+        print("ffaa: torch.compile is not usable here; decoding with a static cache, uncompiled",
+              file=sys.stderr)
+        return "static"
+    return mode
+
+
+def compile_usable(device: str) -> bool:
+    """torch.compile works on this Python/platform (and Triton is present for CUDA)."""
+    import importlib.util
+
+    torch = require("torch", "torch", "compiled decoding")
+    try:
+        if not torch._dynamo.is_dynamo_supported():
+            return False
+    except Exception:  # older or stripped builds: treat as unsupported rather than crash
+        return False
+    return not device.startswith("cuda") or importlib.util.find_spec("triton") is not None
+
+
+class _RowStop:
+    """Stopping criterion for padded groups: filler rows stop at once; the wrapped answer-end
+    check (if any) runs every `every` steps, so the GPU is synced once per `every` tokens."""
+
+    def __init__(self, inner: Callable | None, every: int, real_rows: int):
+        self.inner = inner
+        self.every = every
+        self.real_rows = real_rows
+        self.calls = 0
+        self._base = None
+
+    def __call__(self, input_ids, scores, **kwargs):
+        torch = require("torch", "torch", "compiled decoding")
+        if self._base is None:
+            self._base = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            self._base[self.real_rows :] = True
+        self.calls += 1
+        if self.inner is not None and self.calls % self.every == 0:
+            return self._base | self.inner(input_ids, scores)
+        return self._base
+
+
+class FastDecoder:
+    """Static-cache decoding with fixed shapes for one `HFLlavaBackend`.
+
+    Created by `HFLlavaBackend.load` when the compile mode is "on" or "static"; the backend's
+    `generate` then routes through `generate` here, and its `warmup` through `warmup`.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, mode: str, settings: FastSettings = FastSettings()):
+        if mode not in ("on", "static"):
+            raise FfaaError(f"FastDecoder needs mode 'on' or 'static', not {mode!r}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.mode = mode
+        self.settings = settings
+        self.cache_len: int | None = None
+        self.warm = False
+        self._cache = None
+        self._compile_config = None
+        self._worker: concurrent.futures.ThreadPoolExecutor | None = None
+
+    @property
+    def compiled(self) -> bool:
+        return self.mode == "on"
+
+    # -- shapes -------------------------------------------------------------------------------
+
+    def _pad_inputs(self, inputs: Any, real: int) -> dict[str, Any]:
+        """Left-pad the sequence to the bucket and fill the batch up to `rows` rows."""
+        torch = require("torch", "torch", "compiled decoding")
+        ids = inputs["input_ids"]
+        rows, length = ids.shape
+        target = bucket_up(length, self.settings.prompt_bucket)
+        extra = self.settings.rows - rows
+        out = {}
+        for key, value in inputs.items():
+            if not hasattr(value, "shape"):
+                out[key] = value
+                continue
+            if value.dim() == 2 and value.shape == (rows, length) and target > length:
+                fill = self.tokenizer.pad_token_id if key == "input_ids" else 0
+                pad = torch.full((rows, target - length), fill, dtype=value.dtype, device=value.device)
+                value = torch.cat([pad, value], dim=1)
+            if extra > 0 and value.shape[0] == rows:
+                value = torch.cat([value, value[-1:].expand(extra, *value.shape[1:])], dim=0)
+            out[key] = value
+        if out["input_ids"].shape[0] != self.settings.rows:
+            raise FfaaError(f"internal: a group of {real} rows does not fit {self.settings.rows} rows")
+        return out
+
+    def _ensure_cache(self, prompt_len: int, max_new_tokens: int) -> Any:
+        """The shared StaticCache, (re)allocated only when this prompt and answer do not fit."""
+        transformers = require("transformers", "torch", "compiled decoding")
+        reserve = max(max_new_tokens, self.settings.max_new_tokens)
+        needed = prompt_len + reserve
+        if self._cache is not None and needed <= self.cache_len:
+            self._cache.reset()
+            return self._cache
+        if self._cache is not None:
+            print(f"ffaa: a {prompt_len}-token prompt with {max_new_tokens} new tokens does not fit the "
+                  f"{self.cache_len}-position cache; growing it (one recompile)", file=sys.stderr)
+        # One spare bucket, so a slightly longer custom question still fits.
+        self.cache_len = needed + self.settings.prompt_bucket
+        self._cache = None  # free the old one before allocating
+        self._cache = transformers.StaticCache(
+            config=self.model.config.get_text_config(decoder=True), max_cache_len=self.cache_len
+        )
+        return self._cache
+
+    def _cache_kwarg(self) -> str:
+        """The name under which this transformers' LLaVA forward takes the cache."""
+        params = inspect.signature(self.model.forward).parameters
+        return "cache" if "cache" in params else "past_key_values"
+
+    def _mode_kwargs(self) -> dict[str, Any]:
+        """generate() arguments that turn compilation on or off."""
+        if not self.compiled:
+            return {"disable_compile": True}
+        if self._compile_config is None:  # one object: transformers recompiles when it changes
+            transformers = require("transformers", "torch", "compiled decoding")
+            cuda = self.model.device.type == "cuda"
+            config = transformers.CompileConfig(
+                fullgraph=False, dynamic=False, mode="reduce-overhead" if cuda else "default"
+            )
+            config._compile_all_devices = True  # allow the CPU too when asked for explicitly
+            self._compile_config = config
+        return {"compile_config": self._compile_config}
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def generate(self, backend: Any, requests: Sequence[GenerationRequest],
+                 settings: DecodingSettings) -> list[Generation]:
+        """Answer `requests` in groups of `rows`, on the decoding thread when compiled."""
+        out: list[Generation] = []
+        rows = self.settings.rows
+        for start in range(0, len(requests), rows):
+            group = list(requests[start : start + rows])
+            out += self._run(self._generate_group, backend, group, settings)
+        return out
+
+    def _run(self, fn: Callable, *args: Any) -> Any:
+        """Run `fn` on the single decoding thread (compiled) or inline (static)."""
+        if not self.compiled:
+            return fn(*args)
+        if self._worker is None:
+            self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ffaa-decode")
+        return self._worker.submit(fn, *args).result()
+
+    def _generate_group(self, backend: Any, group: list[GenerationRequest],
+                        settings: DecodingSettings) -> list[Generation]:
+        from .hf_llava import _AnswerEnd
+
+        torch = require("torch", "torch", "compiled decoding")
+        with torch.inference_mode():
+            torch.manual_seed(settings.seed)
+            inputs = self._pad_inputs(backend._inputs(group), len(group))
+            prompt_len = inputs["input_ids"].shape[1]
+            cache = self._ensure_cache(prompt_len, settings.max_new_tokens)
+            stop = _AnswerEnd(self.tokenizer, prompt_len) if settings.stop_at_answer_end else None
+            kwargs = backend._generate_kwargs(settings)
+            kwargs[self._cache_kwarg()] = cache
+            kwargs.update(self._mode_kwargs())
+            if stop is not None or len(group) < self.settings.rows:
+                kwargs["stopping_criteria"] = [_RowStop(stop, self.settings.answer_check_every, len(group))]
+            out = self.model.generate(**inputs, **kwargs)
+        return [backend._finish(r, out[i, prompt_len:], settings, stop) for i, r in enumerate(group)]
+
+    # -- start-up -----------------------------------------------------------------------------
+
+    def warmup(self, backend: Any, log: Callable[[str], None] | None = None) -> float:
+        """Compile (or, static mode, just allocate) for the longest standard prompt; seconds taken.
+
+        Runs three short generations: dynamo compiles on the first, CUDA graphs are recorded on
+        the next, and the last one checks that no further compile happens.
+        """
+        log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        what = "compiling the decoder" if self.compiled else "allocating the static cache"
+        log(f"ffaa: {what} for groups of {self.settings.rows} prompts (once per process"
+            + (", about a minute on a GPU)..." if self.compiled else ")..."))
+        start = time.perf_counter()
+        requests = warmup_requests(backend, self.settings.rows)
+        settings = DecodingSettings(max_new_tokens=4, min_new_tokens=4, stop_at_answer_end=False)
+        for _ in range(3 if self.compiled else 1):
+            self.generate(backend, requests, settings)
+        self.warm = True
+        seconds = time.perf_counter() - start
+        log(f"ffaa: decoder ready in {seconds:.1f} s (cache of {self.cache_len} positions)")
+        return seconds
+
+    def close(self) -> None:
+        """Stop the decoding thread (tests and benchmarks that load several models)."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
+        self._cache = None
+
+
+def warmup_requests(backend: Any, rows: int) -> list[GenerationRequest]:
+    """`rows` requests with the longest of the prompt set's prompts and a grey face-sized image."""
+    from PIL import Image
+
+    from ..prompts import load_prompt_set
+    from ..types import Verdict
+
+    ps = load_prompt_set()
+    texts = [*ps.questions, ps.hypothesis(Verdict.REAL), ps.hypothesis(Verdict.FAKE)]
+    prompts = [ps.chat([(q, None)]) for q in texts]
+    longest = max(prompts, key=lambda p: len(backend.tokenizer(p).input_ids))
+    image = Image.new("RGB", (336, 336), (128, 128, 128))
+    return [GenerationRequest(image, longest)] * rows
