@@ -5,7 +5,7 @@ Conventions used everywhere in `ffaa.eval`:
 - the positive class is **fake**: `y_true` holds 1 for fake and 0 for real;
 - `scores` are forgery scores in [0, 1], higher meaning more likely fake;
 - a hard prediction from a score is "fake iff score > threshold" (strictly greater), the rule of
-  the seed's ensemble table.
+  the ensemble table of the talk "Deep into DeepFakes: Draw a line b/w Real & Fake".
 
 A metric that cannot be computed on the given data (AUC with one class only, recall on fakes
 when there are none) raises `UndefinedMetricError` with the reason; callers record the reason

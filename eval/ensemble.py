@@ -1,5 +1,6 @@
 """Several detectors' fake-probabilities per item: a threshold rule per detector and a majority
-vote across them (the seed's evaluation table).
+vote across them, as in the evaluation table of the talk "Deep into DeepFakes: Draw a
+line b/w Real & Fake" (five detectors, five videos, P > 0.70).
 
 Rules:
 
@@ -12,7 +13,7 @@ Rules:
   a valid probability, or the ensemble when no detector voted) counts as an error, and
   abstentions are reported per detector.
 
-Table formats: the seed's JSON (`threshold`, `detectors`, `videos` or `items` with `file`/`id`,
+Table formats: that table's JSON (`threshold`, `detectors`, `videos` or `items` with `file`/`id`,
 `actual`/`label`, `probabilities`), or CSV with columns `id`, `label`, then one column per
 detector.
 """

@@ -49,7 +49,7 @@ AGGREGATION_RULE = (
 
 @dataclass(frozen=True)
 class FacePrediction:
-    """One face's outcome; `placeholder` marks an analysed image that yielded no face report."""
+    """One face's outcome; `no_report` marks an analysed image that yielded no face report."""
 
     path: str
     face_index: int | None
@@ -57,7 +57,7 @@ class FacePrediction:
     score: float | None
     difficulty: str | None = None
     forgery_type: str | None = None
-    placeholder: bool = False
+    no_report: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def _from_batch_record(record: dict[str, Any]) -> tuple[list[tuple[FacePredictio
         verdict = _verdict(agg.get("verdict"))
         return [(FacePrediction(p, None, verdict, None), agg.get("score")) for p in _batch_paths(record, "")], True
     if kind == "item":
-        return [(FacePrediction(p, None, None, None, placeholder=True), None) for p in _batch_paths(record, "")], True
+        return [(FacePrediction(p, None, None, None, no_report=True), None) for p in _batch_paths(record, "")], True
     return [], kind in ("run", "error")
 
 
@@ -216,7 +216,7 @@ def load_predictions(path: str | Path, id_field: str = "id") -> PredictionSet:
     problems: list[str] = []
     invalid = duplicates = bad_scores = missing_scores = 0
     faces: dict[tuple[str, int | None], FacePrediction] = {}
-    placeholders: dict[str, FacePrediction] = {}
+    reportless: dict[str, FacePrediction] = {}
     reports: list[dict[str, Any]] = []
     for line in lines:
         where = f"{path}:{line.number}"
@@ -233,8 +233,8 @@ def load_predictions(path: str | Path, id_field: str = "id") -> PredictionSet:
         if line.record.get("schema") == REPORT_SCHEMA:
             reports.append(line.record)
         for n, (face, raw_score) in enumerate(found):
-            if face.placeholder:
-                placeholders[face.path] = face
+            if face.no_report:
+                reportless[face.path] = face
                 continue
             score, problem = check_score(raw_score)
             if n == 0 and problem:
@@ -250,7 +250,7 @@ def load_predictions(path: str | Path, id_field: str = "id") -> PredictionSet:
             faces[key] = FacePrediction(face.path, face.face_index, face.verdict, score, face.difficulty,
                                         face.forgery_type)
     predicted = {p for p, _ in faces}
-    undecided = [f for p, f in placeholders.items() if p not in predicted]
+    undecided = [f for p, f in reportless.items() if p not in predicted]
     if not faces and not undecided:
         raise InputError(f"{path}: no usable prediction records ({len(lines)} lines, {invalid} invalid)"
                          + (f"; first problem: {problems[0]}" if problems else ""))
@@ -267,7 +267,7 @@ def aggregate_images(faces: Iterable[FacePrediction]) -> list[ImagePrediction]:
 
 
 def _aggregate(path: str, faces: list[FacePrediction]) -> ImagePrediction:
-    if all(f.placeholder for f in faces):
+    if all(f.no_report for f in faces):
         return ImagePrediction(path, None, None, None, None, 0, 0)
     decided = [f.verdict for f in faces if f.verdict is not None]
     verdict = None if not decided else (Verdict.FAKE if Verdict.FAKE in decided else Verdict.REAL)

@@ -76,3 +76,13 @@ def test_globs_broken_symlinks_and_bad_arguments(tmp_path):
 def test_items_survive_the_trip_to_another_process(tmp_path):
     (item,) = discover([str(png(tmp_path / "a.png"))]).items
     assert item_from_dict(json.loads(json.dumps(item_to_dict(item)))) == item
+
+
+def test_batch_modules_import_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, ffaa.batch, ffaa.commands.batch\n"
+            "print(' '.join(m for m in ('torch', 'ray', 'av', 'cv2', 'dlib', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == []

@@ -219,9 +219,9 @@ def test_a_broken_model_stops_the_run_without_recording_its_victims(tmp_path):
 
 def test_bench_batch_measures_the_gain_of_batching(tmp_path):
     images = noise_images(tmp_path, 8)
-    bench = bench_batch(ScriptedAssistantFactory(AnalysisOptions(face_mode="whole"), delay=0.002), images)
+    bench = bench_batch(ScriptedAssistantFactory(AnalysisOptions(face_mode="whole"), delay=0.004), images)
     assert (bench.images, bench.faces, bench.group_faces) == (8, 8, 4)
-    assert bench.speedup > 2.0 and bench.triage_ips > bench.batched_ips
+    assert bench.speedup > 1.5 and bench.triage_ips > bench.batched_ips
     assert "batched / one at a time" in bench.table()
 
 
@@ -247,3 +247,15 @@ def test_resume_refuses_a_folder_that_is_not_a_batch_folder(tmp_path):
     images = noise_images(tmp_path / "in", 1)
     with pytest.raises(OutputError, match="cannot resume in .*: it holds files but no reports.jsonl"):
         run_batch(config(tmp_path / "out", *images, resume=True), ScriptedAssistantFactory())
+
+
+def test_file_names_that_are_not_utf8_are_kept_exactly(tmp_path):
+    import os
+
+    (tmp_path / "in").mkdir()
+    name = os.fsdecode(b"caf\xe9 \xff.png")  # Latin-1 bytes: not UTF-8
+    noise_images(tmp_path / "tmp", 1)[0].rename(tmp_path / "in" / name)
+    run_batch(config(tmp_path / "out", tmp_path / "in"), ScriptedAssistantFactory(WHOLE))
+    (item,) = by_record(read_jsonl(tmp_path / "out" / LOG_NAME), "item")
+    assert item["status"] == "ok" and Path(item["batch"]["path"]).name == name
+    assert "caf\ufffd \ufffd.png" in (tmp_path / "out" / "report.html").read_text()

@@ -209,3 +209,28 @@ def test_majority_vote_ties_and_abstentions():
     assert str(evaluate_ensemble(table, tie=Verdict.FAKE).ensemble.recall_fake) == "1/1"
     assert str(r.detectors[0].accuracy) == "1/2"  # detector a abstained on y: an error
     assert r.detectors[0].abstentions == 1
+
+
+def test_csv_ensemble_table_and_cli(tmp_path, capsys):
+    from ffaa.cli import main
+    from ffaa.errors import InputError
+
+    table = tmp_path / "t.csv"
+    table.write_text("id,label,det A,det B,det C\nv1,fake,0.9,0.8,\nv2,real,0.1,oops,0.2\nv3,maybe,0.9,0.9,0.9\n")
+    t = load_table(table)
+    assert t.detectors == ("det A", "det B", "det C") and t.threshold is None
+    assert [i.probabilities for i in t.items] == [(0.9, 0.8, None), (0.1, None, 0.2), (0.9, 0.9, 0.9)]
+    assert len(t.problems) == 3 and t.items[2].label is None
+    with pytest.raises(InputError, match="no threshold"):
+        evaluate_ensemble(t)
+    r = evaluate_ensemble(t, threshold=0.5)
+    assert str(r.ensemble.accuracy) == "2/2" and r.detectors[1].abstentions == 1
+    out = tmp_path / "out"
+    assert main(["eval", "ensemble", str(table), "--threshold", "0.5", "--out", str(out)]) == 0
+    assert "| ensemble | 2/2 | 1/1 | 1/1 | 0 |" in capsys.readouterr().out
+    data = json.loads((out / "ensemble.json").read_text())
+    assert data["ensemble"]["accuracy"] == {"hits": 2, "total": 2} and data["tie"] == "real"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,label,a\nv1,fake\n")
+    assert main(["eval", "ensemble", str(bad), "--threshold", "0.5"]) == 2
+    assert "2 columns, the header has 3" in capsys.readouterr().err

@@ -92,13 +92,17 @@ def theme():
 
 
 def launch(demo: "gr.Blocks", options: ServerOptions = ServerOptions(), block: bool = True) -> str:
-    """Queue and serve `demo`; returns the local URL (after the server stops, when `block`)."""
+    """Queue and serve `demo`; returns the local URL (after the server stops, when `block`).
+
+    `block=False` returns at once with the server running in a thread (tests, notebooks);
+    `demo.close()` stops it.
+    """
     from .ui import CSS
 
     for note in exposure_warnings(options):
         print(f"warning: {note}", file=sys.stderr)
     demo.queue(default_concurrency_limit=8, max_size=options.queue_size)
-    _, url, _ = demo.launch(
+    _, url, share_url = demo.launch(
         server_name=options.host,
         server_port=options.port,
         share=options.share,
@@ -109,12 +113,19 @@ def launch(demo: "gr.Blocks", options: ServerOptions = ServerOptions(), block: b
         ssr_mode=False,
         mcp_server=False,
         pwa=False,
-        quiet=options.quiet,
-        prevent_thread_lock=not block,
+        quiet=True,  # gradio's banner suggests share=True; say only what is true here
+        prevent_thread_lock=True,
         footer_links=["api"],
         theme=theme(),
         css=CSS,
     )
+    if not options.quiet:
+        auth = "login required" if options.auth else "no login"
+        print(f"ffaa app on {url} ({auth}; uploads up to {options.max_file_size}); Ctrl+C stops it", file=sys.stderr)
+    if share_url:
+        print(f"public link: {share_url}", file=sys.stderr)
+    if block:
+        demo.block_thread()
     return url
 
 

@@ -211,7 +211,7 @@ _PAGE = """<!DOCTYPE html>
 <title>{title}</title><style>{css}</style></head>
 <body><h1>{title}</h1>{demo}
 <table id="facts">{facts}</table>
-<div class="controls"><input id="q" type="search" placeholder="filter by id, path, reason">
+<div class="controls"><label>filter <input id="q" type="search" title="id, path or reason"></label>
 <select id="fv"><option value="">any verdict</option><option value="fake">fake</option>
 <option value="real">real</option><option value="none">none</option></select>
 <select id="fs"><option value="">any status</option><option value="ok">ok</option>

@@ -1,4 +1,4 @@
-"""The records of `reports.jsonl`: what each line holds, and how a run's blocks are read back.
+"""The records of `reports.jsonl`: what each line holds, and how an item's lines form a block.
 
 Every item gets one *block* of lines, written together: its face reports (or an error), a
 video aggregate for videos, and last an `item` record. The `item` record is the commit mark:
@@ -52,13 +52,17 @@ class Block:
         return batch["key"], batch["mode"]
 
     def encode(self) -> bytes:
-        """The block as JSONL bytes: one line per record, written by one append."""
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.records).encode("utf-8")
+        """The block as JSONL bytes: one line per record, written by one append.
+
+        ASCII-escaped, because a file name need not be valid UTF-8 (Python keeps its bad bytes
+        as lone surrogates, which only a JSON escape can carry).
+        """
+        return "".join(json.dumps(r) + "\n" for r in self.records).encode("ascii")
 
     def to_json(self) -> str:
         """For transport between processes (Ray): records plus base64 thumbnails."""
         thumbs = [[name, base64.b64encode(data).decode("ascii")] for name, data in self.thumbs]
-        return json.dumps({"records": self.records, "thumbs": thumbs}, ensure_ascii=False)
+        return json.dumps({"records": self.records, "thumbs": thumbs})
 
     @classmethod
     def from_json(cls, text: str) -> Block:
@@ -112,7 +116,7 @@ def video_record(
 def item_record(fields: dict[str, Any], summary: ItemSummary, seconds: float, thumb: str | None) -> dict[str, Any]:
     """The commit mark of an item, with its item-level verdict for quick reading."""
     return {"schema": BATCH_SCHEMA, "record": "item", "batch": fields, **summary.as_dict(),
-            "seconds": round(seconds, 4), "finished": _now(), "thumb": thumb}
+            "prepare_seconds": round(seconds, 4), "finished": _now(), "thumb": thumb}
 
 
 def run_record(settings: dict[str, Any]) -> dict[str, Any]:

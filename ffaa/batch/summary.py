@@ -107,10 +107,16 @@ def write_summaries(folder: str | Path) -> BatchSummary:
     from .html import render_html
 
     summary = load_summary(folder)
-    atomic_write(summary.folder / SUMMARY_MD, to_markdown(summary).encode("utf-8"))
-    atomic_write(summary.folder / SUMMARY_CSV, to_csv(summary).encode("utf-8"))
-    atomic_write(summary.folder / REPORT_HTML, render_html(summary).encode("utf-8"))
+    for name, text in ((SUMMARY_MD, to_markdown(summary)), (SUMMARY_CSV, to_csv(summary)),
+                       (REPORT_HTML, render_html(summary))):
+        atomic_write(summary.folder / name, _utf8(text))
     return summary
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8 for display files: a file name's undecodable bytes (kept by Python as lone
+    surrogates) are shown as U+FFFD rather than refused."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").encode("utf-8")
 
 
 # -- Markdown --------------------------------------------------------------------------------

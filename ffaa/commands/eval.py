@@ -63,7 +63,7 @@ def _detection(sub) -> None:
 def _ensemble(sub) -> None:
     p = sub.add_parser("ensemble", help="several detectors: threshold rule and majority vote",
                        description="Each detector says fake iff P > threshold; the ensemble takes the majority.")
-    p.add_argument("table", metavar="TABLE", help="JSON (seed format) or CSV id,label,<detector>...")
+    p.add_argument("table", metavar="TABLE", help="JSON (threshold, detectors, items with probabilities) or CSV id,label,<detector>...")
     p.add_argument("--threshold", type=float, default=None, help="overrides the table's threshold")
     p.add_argument("--tie", choices=("real", "fake"), default="real",
                    help="verdict on an exact tie of votes (default real: a tie is no majority for fake)")
