@@ -17,6 +17,8 @@ def add_parser(sub) -> None:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print a JSON list of reports (one per face)")
     out.add_argument("--markdown", action="store_true", help="print Markdown reports")
+    p.add_argument("--heatmap", default=None, metavar="DIR",
+                   help="save a Grad-CAM overlay of MIDS's decision per face into DIR")
     add_model_args(p)
     add_analysis_args(p)
     p.set_defaults(func=run)
@@ -29,12 +31,15 @@ def run(args: argparse.Namespace) -> int:
     records, failures = [], 0
     for path in args.images:
         try:
-            reports = assistant.analyze(path)
+            jobs = assistant.face_jobs(assistant.load(path))
+            reports = assistant.analyze_jobs(jobs)
         except FfaaError as exc:
             failures += 1
             print(f"error: {path}: {exc}", file=sys.stderr)
             continue
-        for report in reports:
+        for job, report in zip(jobs, reports):
+            if args.heatmap:
+                _heatmap(assistant, job, report, args.heatmap)
             if args.json:
                 records.append(report_to_dict(report))
             elif args.markdown:
@@ -45,6 +50,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(records, indent=2, ensure_ascii=False))
     return 2 if failures else 0
+
+
+def _heatmap(assistant, job, report, folder: str) -> None:
+    from pathlib import Path
+
+    from ..heatmaps import save_heatmap
+
+    saved = save_heatmap(assistant.decider, job.image, report, Path(folder))
+    print(f"heatmap: {saved}" if saved else "heatmap: skipped (no decided answer)", file=sys.stderr)
 
 
 def _header(path: str, report) -> str:
