@@ -106,8 +106,9 @@ class Recorder:
     def render(self) -> None:
         from ffaa.bench import format_rows
 
-        text = [self.title, "", *format_rows(self.timings), "", *self.lines]
-        self.md.write_text("\n".join(text) + "\n", encoding="utf-8")
+        notes = "\n\n".join(self.lines)
+        text = "\n".join([self.title, "", *format_rows(self.timings)]) + ("\n\n" + notes if notes else "")
+        self.md.write_text(text + "\n", encoding="utf-8")
 
 
 # -- the model ------------------------------------------------------------------------------------

@@ -235,3 +235,12 @@ def test_importing_the_app_package_stays_light():
             "print(sorted(m for m in ('gradio', 'torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_history_is_capped_by_length_too(astronaut):
+    _, case = make_case(astronaut)
+    for i in range(3):
+        case = case.with_turn(0, Turn(f"q{i}", "x" * 2500))
+    turns = conversation(case, 0, "next?", keep=6, max_chars=6000)
+    assert [q for q, _ in turns[1:]] == ["q1", "q2", "next?"]  # q0 would exceed 6000 characters
+    assert conversation(case, 0, "next?", keep=0)[1:] == [("next?", None)]

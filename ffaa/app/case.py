@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 FaceMode = Literal["faces", "auto", "whole"]
 DISPLAY_MAX_SIDE = 1024
+# Follow-ups kept in the prompt are also capped by length: about 1500 tokens of English, so that
+# image tokens, the opening turn and the history fit a 4096-token context with room to answer.
+HISTORY_CHARS = 6000
 # Role markers of the chat template: text after one is the model inventing the next turn.
 _ROLE_MARKERS = ("USER:", "ASSISTANT:")
 
@@ -179,14 +182,23 @@ def opening_turn(report: ForensicReport) -> Turn:
 # -- follow-ups: a streamed multi-turn answer ------------------------------------------------
 
 
-def conversation(case: Case, thread: int, question: str, keep: int) -> list[tuple[str, str | None]]:
-    """The turns sent to the model: opening, the last `keep` follow-ups of this face, question.
+def conversation(
+    case: Case, thread: int, question: str, keep: int, max_chars: int = HISTORY_CHARS
+) -> list[tuple[str, str | None]]:
+    """The turns sent to the model: opening, recent follow-ups of this face, the new question.
 
-    Older follow-ups are dropped first so a long chat cannot outgrow the model's context; the
-    opening turn always stays because it holds the analysis the chat is about.
+    At most `keep` follow-ups, and only as many of the latest as fit in `max_chars`: older ones
+    are dropped first so a long chat cannot outgrow the model's context. The opening turn always
+    stays because it holds the analysis the chat is about.
     """
     opening = case.threads[thread].opening
-    recent = case.followups(thread)[-keep:] if keep > 0 else ()
+    recent: list[Turn] = []
+    budget = max_chars
+    for turn in reversed(case.followups(thread)[-keep:] if keep > 0 else ()):
+        budget -= len(turn.question) + len(turn.answer)
+        if budget < 0:
+            break
+        recent.insert(0, turn)
     return [(opening.question, opening.answer), *((t.question, t.answer) for t in recent), (question, None)]
 
 

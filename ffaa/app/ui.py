@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,6 +45,9 @@ log = logging.getLogger("ffaa.app")
 
 MODEL = "model"  # concurrency id shared by every event that runs the model
 MAX_QUESTION_CHARS = 1000
+# A streamed answer is sent to the page at most this often: every update carries the whole
+# chat, so one update per token would cost more than generating the token on a fast model.
+UPDATE_EVERY_S = 0.05
 FACE_MODES = [
     ("Detected faces (none found: error)", "faces"),
     ("Detected faces, else the whole image", "auto"),
@@ -173,9 +177,13 @@ class Handlers:
         """Stream the model's answer to the waiting question into the chat, token by token."""
         case, (face, question) = state.case, state.question
         settings = chat_settings(self.assistant, self.options.chat_max_new_tokens)
-        turn = Turn(question, "")
+        turn, sent = Turn(question, ""), 0.0
         try:
             for turn in stream_answer(self.assistant, case, face, question, settings, self.options.history_turns):
+                now = time.perf_counter()
+                if sent and now - sent < UPDATE_EVERY_S:
+                    continue  # the first piece goes out at once; later ones at most every 50 ms
+                sent = now
                 yield (state, chat_messages(case, pending_question=(face, turn)), *skip(5))
         except Exception as exc:
             log.exception("follow-up answer failed")

@@ -108,18 +108,25 @@ def locate_model(source: str, revision: str | None = None) -> Path:
 
 
 def _from_hub(repo_id: str, revision: str | None) -> Path:
+    """Original-format repos (FFAA's) are converted once into the cache; transformers-layout
+    repos (llava-hf) are used as downloaded. Only config.json is fetched to tell them apart."""
     from .convert import ensure_converted, is_original_llava_checkpoint
 
     hub = require("huggingface_hub", "torch", "downloading models")
     try:
-        folder = Path(hub.snapshot_download(repo_id, revision=revision))
+        config = Path(hub.hf_hub_download(repo_id, "config.json", revision=revision))
     except Exception as exc:  # offline, unknown repo, auth: all end the same way for a user
         raise WeightsNotFoundError(
             f"cannot get '{repo_id}' from the Hugging Face hub ({type(exc).__name__}). Download it "
             f"where the hub is reachable (`huggingface-cli download {repo_id} --local-dir DIR`; "
             "FFAA's 7B checkpoint is about 15 GB) and pass --model DIR."
         ) from None
-    return ensure_converted(folder) if is_original_llava_checkpoint(folder) else folder
+    if is_original_llava_checkpoint(config.parent):
+        return ensure_converted(repo_id, revision=revision)
+    try:
+        return Path(hub.snapshot_download(repo_id, revision=revision))
+    except Exception as exc:
+        raise WeightsNotFoundError(f"cannot download '{repo_id}': {type(exc).__name__}: {exc}") from None
 
 
 class _AnswerEnd:
@@ -178,7 +185,9 @@ class HFLlavaBackend:
             kwargs["attn_implementation"] = options.attn_implementation
         try:
             model = transformers.AutoModelForImageTextToText.from_pretrained(folder, **kwargs)
-            processor = transformers.AutoProcessor.from_pretrained(folder)
+            # The PIL image processor reproduces LLaVA's pad-to-square preprocessing exactly; the
+            # torchvision one (picked by default when torchvision is installed) does not.
+            processor = transformers.AutoProcessor.from_pretrained(folder, backend="pil")
         except (OSError, ValueError, KeyError) as exc:
             raise CheckpointError(f"cannot load a LLaVA model from {folder}: {exc}") from exc
         if formats.loads_on_cpu_first(quant):

@@ -165,10 +165,10 @@ def apply_torchao(model: Any, quant: str, device: str) -> Any:
     Layers are moved to the device one at a time before being quantised, so the device's peak
     is the quantised model plus one full-precision layer.
     """
-    check_available(quant, device)
     torch = require("torch", "torch", "running the model")
     if quant.startswith("int4") and device.startswith("cuda") and model.dtype != torch.bfloat16:
         raise FfaaError(f"--quant {quant} on CUDA needs --dtype bf16 (or auto), not {model.dtype}")
+    check_available(quant, device)
     quantization = require("torchao.quantization", "gpu", f"--quant {quant}")
     config = torchao_config(quant, device, group_size(model))
     quantization.quantize_(model, config, filter_fn=should_quantize, device=device)

@@ -1,0 +1,199 @@
+"""Static-cache / compiled decoding (`ffaa.backends.fast`) on the tiny model, CPU only.
+
+What must hold: the static path writes exactly the tokens plain `generate` writes (greedy and
+seeded sampling), whatever the group size or prompt length; one cache serves every call; the
+answer-end stop never changes a parsed field; and, compiled, nothing recompiles after warm-up.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from PIL import Image  # noqa: E402
+
+from ffaa.backends.base import GenerationRequest  # noqa: E402
+from ffaa.backends.fast import FastSettings, bucket_up, resolve_mode  # noqa: E402
+from ffaa.errors import FfaaError  # noqa: E402
+from ffaa.parsing import parse_answer  # noqa: E402
+from ffaa.prompts import load_prompt_set  # noqa: E402
+from ffaa.types import DecodingSettings  # noqa: E402
+
+ANSWER = (
+    "Image description: A young woman faces the camera in soft, even light.\n"
+    "Forgery reasoning: The skin around the eyes is too smooth and the hairline blends badly.\n"
+    "Analysis result: Fake.\n"
+    "Probability: 0.87.\n"
+    "Forgery type: Facial attribute manipulation.\n"
+    "I hope this helps with the analysis of the image and of its many details."
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir():
+    from ffaa.backends.tiny import tiny_model_dir
+
+    return str(tiny_model_dir())
+
+
+def load(tiny_dir, compile_mode, rows=3):
+    from ffaa.backends.hf_llava import HFLlavaBackend, LoadOptions
+
+    return HFLlavaBackend.load(tiny_dir, LoadOptions(device="cpu", compile=compile_mode, compile_rows=rows))
+
+
+@pytest.fixture(scope="module")
+def plain(tiny_dir):
+    return load(tiny_dir, "off")
+
+
+@pytest.fixture(scope="module")
+def static(tiny_dir):
+    backend = load(tiny_dir, "static")
+    yield backend
+    backend.fast.close()
+
+
+def requests(n: int, extra_words: int = 0, seed: int = 0):
+    """`n` prompts (questions of the prompt set, optionally lengthened) on a noise image."""
+    import numpy as np
+
+    ps = load_prompt_set()
+    image = Image.fromarray(np.random.default_rng(seed).integers(0, 256, (336, 336, 3), dtype=np.uint8))
+    questions = [ps.questions[i % len(ps.questions)] + " please" * (extra_words + i) for i in range(n)]
+    return [GenerationRequest(image, ps.chat([(q, None)])) for q in questions]
+
+
+GREEDY = DecodingSettings(max_new_tokens=12, min_new_tokens=12, stop_at_answer_end=False)
+
+
+def test_bucket_and_settings():
+    assert [bucket_up(n, 64) for n in (1, 64, 65, 640)] == [64, 64, 128, 640]
+    with pytest.raises(FfaaError, match="rows must be at least 1"):
+        FastSettings(rows=0)
+
+
+def test_mode_resolution():
+    assert resolve_mode("auto", "cpu", True) == "off"  # compile only pays off on CUDA
+    assert resolve_mode("static", "cpu", False) == "static"
+    assert resolve_mode("off", "cuda", True) == "off"
+    with pytest.raises(FfaaError, match="bitsandbytes layers do not compile"):
+        resolve_mode("on", "cpu", False)
+    with pytest.raises(FfaaError, match="unknown compile mode"):
+        resolve_mode("fast", "cpu", True)
+
+
+def test_backend_wiring(plain, static):
+    assert plain.fast is None and plain.warmup() == 0.0
+    assert static.fast is not None and static.fast.mode == "static" and not static.fast.compiled
+
+
+@pytest.mark.parametrize("n,extra", [(3, 0), (2, 3), (5, 1), (3, 40)])
+def test_static_cache_writes_the_plain_greedy_tokens(plain, static, n, extra):
+    """Full groups, a short group (filler rows), several groups, and a longer prompt."""
+    reqs = requests(n, extra)
+    want = plain.generate(reqs, GREEDY)
+    got = static.generate(reqs, GREEDY)
+    assert [g.text for g in got] == [w.text for w in want]
+    assert [g.new_tokens for g in got] == [w.new_tokens for w in want] == [12] * n
+
+
+def test_seeded_sampling_matches_plain(plain, static):
+    settings = DecodingSettings(max_new_tokens=10, do_sample=True, temperature=1.3, top_p=0.95, seed=7,
+                                stop_at_answer_end=False)
+    reqs = requests(3)
+    assert [g.text for g in static.generate(reqs, settings)] == [g.text for g in plain.generate(reqs, settings)]
+
+
+def test_one_cache_serves_every_call(static):
+    static.warmup(log=lambda msg: None)
+    cache, length = static.fast._cache, static.fast.cache_len
+    assert length % static.fast.settings.prompt_bucket == 0
+    for n, extra in ((3, 0), (1, 5), (4, 20)):
+        static.generate(requests(n, extra), GREEDY)
+        assert static.fast._cache is cache and static.fast.cache_len == length
+
+
+def test_prompts_are_padded_to_the_bucket(static):
+    inputs = static.fast._pad_inputs(static._inputs(requests(2)), 2)
+    rows, length = inputs["input_ids"].shape
+    assert rows == 3 and length % 64 == 0
+    assert torch.equal(inputs["input_ids"][2], inputs["input_ids"][1])  # the filler copies the last row
+    pad = static.tokenizer.pad_token_id
+    first_real = int(inputs["attention_mask"][0].argmax())
+    assert first_real > 0 and bool((inputs["input_ids"][0, :first_real] == pad).all())
+
+
+class _Force:
+    """Logits processor that makes the model write `ids`, then EOS."""
+
+    def __init__(self, ids, eos):
+        self.ids, self.eos, self.start = ids, eos, None
+
+    def __call__(self, input_ids, scores):
+        if self.start is None:
+            self.start = input_ids.shape[1]
+        step = input_ids.shape[1] - self.start
+        token = self.ids[step] if step < len(self.ids) else self.eos
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, token] = 0.0
+        return forced
+
+
+def _forcing(backend, monkeypatch):
+    ids = backend.tokenizer(ANSWER, add_special_tokens=False).input_ids
+    original = backend.model.generate
+
+    @functools.wraps(original)
+    def generate(*args, **kwargs):
+        forcer = _Force(ids, backend.tokenizer.eos_token_id)
+        return original(*args, logits_processor=transformers.LogitsProcessorList([forcer]), **kwargs)
+
+    monkeypatch.setattr(backend.model, "generate", generate)
+    return len(ids)
+
+
+def test_answer_end_stop_never_changes_parsed_fields(plain, static, monkeypatch):
+    total = _forcing(plain, monkeypatch)
+    _forcing(static, monkeypatch)
+    reqs = requests(3)
+    no_stop = DecodingSettings(max_new_tokens=total + 8, stop_at_answer_end=False)
+    stop = DecodingSettings(max_new_tokens=total + 8, stop_at_answer_end=True)
+    full = plain.generate(reqs, no_stop)
+    cut_plain = plain.generate(reqs, stop)
+    cut_static = static.generate(reqs, stop)
+    assert all(g.stopped_by == "eos" and "I hope" in g.text for g in full)
+    for f, a, b in zip(full, cut_plain, cut_static):
+        want = parse_answer(f.text).answer
+        assert want is not None and want.forgery_type_text.startswith("Facial attribute")
+        assert parse_answer(a.text).answer == want == parse_answer(b.text).answer
+        assert a.stopped_by == b.stopped_by == "answer_end"
+        assert "I hope" not in a.text and "I hope" not in b.text
+        # The static path checks every few tokens: it may write a little more, never less.
+        assert a.new_tokens <= b.new_tokens <= a.new_tokens + static.fast.settings.answer_check_every
+        assert b.new_tokens < f.new_tokens
+
+
+@pytest.mark.slow
+def test_compiled_on_cpu_writes_plain_tokens_without_recompiling(tiny_dir, plain):
+    """torch.compile (inductor, CPU) once at warm-up; later calls of other prompt lengths and
+    group sizes reuse the same graph."""
+    from torch._dynamo.utils import counters
+
+    compiled = load(tiny_dir, "on")
+    try:
+        assert compiled.fast.compiled
+        messages = []
+        assert compiled.warmup(log=messages.append) > 0
+        assert "compiling the decoder" in messages[0] and "ready" in messages[-1]
+        graphs = counters["stats"]["unique_graphs"]
+        for n, extra in ((3, 0), (2, 7), (4, 30)):
+            reqs = requests(n, extra)
+            assert [g.text for g in compiled.generate(reqs, GREEDY)] == [g.text for g in plain.generate(reqs, GREEDY)]
+        assert counters["stats"]["unique_graphs"] == graphs
+    finally:
+        compiled.fast.close()
