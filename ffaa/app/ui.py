@@ -141,6 +141,8 @@ class Handlers:
     def analyze(self, state: SessionState) -> tuple[Any, ...]:
         """Run the full analysis of the waiting image: the chat's first turn."""
         pending = state.pending
+        if pending is None:  # the session moved on (new case) while this waited in the queue
+            return tuple(skip(10))
         try:
             case = analyze_pending(self.assistant, pending)
             files = write_report_files(case, self.workspace, self.options.demo)
@@ -159,7 +161,9 @@ class Handlers:
         question = (text or "").strip()
         case = state.case
         problem = None
-        if case is None:
+        if case is None and state.pending is not None:
+            problem = "The analysis is still running; ask again when its answer is shown."
+        elif case is None:
             problem = "Upload a face image first: follow-up questions are about the analysed image."
         elif not question:
             problem = "Type a question first."
@@ -167,14 +171,20 @@ class Handlers:
             problem = f"The question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}."
         if problem is not None:
             gr.Warning(problem)
-            return (replace(state, question=None), chat_messages(case), *skip(3), error_update(problem), text)
+            return (replace(state, question=None), gr.skip(), *skip(3), error_update(problem), text, gr.skip())
         face = face if face is not None and 0 <= face < len(case.threads) else 0
         pending = (face, Turn(question, ""))
         new = SessionState(case=case, question=(face, question))
-        return (new, chat_messages(case, pending_question=pending), *skip(3), error_update(None), "")
+        # The question box and button stay locked until the answer is complete: one question
+        # at a time per session, so a second answer can never overwrite the first one's state.
+        return (new, chat_messages(case, pending_question=pending), *skip(3), error_update(None),
+                *input_updates(locked=True, value=""))
 
     def answer(self, state: SessionState) -> Iterator[tuple[Any, ...]]:
         """Stream the model's answer to the waiting question into the chat, token by token."""
+        if state.case is None or state.question is None:  # the session moved on meanwhile
+            yield (*skip(6), *input_updates(locked=False))
+            return
         case, (face, question) = state.case, state.question
         settings = chat_settings(self.assistant, self.options.chat_max_new_tokens)
         turn, sent = Turn(question, ""), 0.0
@@ -184,22 +194,24 @@ class Handlers:
                 if sent and now - sent < UPDATE_EVERY_S:
                     continue  # the first piece goes out at once; later ones at most every 50 ms
                 sent = now
-                yield (state, chat_messages(case, pending_question=(face, turn)), *skip(5))
+                yield (state, chat_messages(case, pending_question=(face, turn)), *skip(6))
         except Exception as exc:
             log.exception("follow-up answer failed")
             message = str(exc) if isinstance(exc, FfaaError) else "the answer failed with an internal error (see the server log)"
             gr.Warning(message)
-            yield (SessionState(case=case), chat_messages(case), *skip(3), error_update(message), question)
+            yield (SessionState(case=case), chat_messages(case), *skip(3), error_update(message),
+                   *input_updates(locked=False, value=question))
             return
         done = case.with_turn(face, turn)
         files = write_report_files(done, self.workspace, self.options.demo)
-        yield (SessionState(case=done), chat_messages(done), *download_updates(files), error_update(None), gr.skip())
+        yield (SessionState(case=done), chat_messages(done), *download_updates(files), error_update(None),
+               *input_updates(locked=False))
 
     # -- other actions --------------------------------------------------------------------
 
     def reset(self) -> tuple[Any, ...]:
         """"New case": forget the image, the analysis and the conversation."""
-        return (*self.view(SessionState(), []), None, "")
+        return (*self.view(SessionState(), []), None, *input_updates(locked=False, value=""))
 
     def api_analyze(self, path: str | None) -> str:
         """API endpoint: analyse one image and return the case record (the JSON download) as text.
@@ -225,6 +237,12 @@ def skip(n: int) -> list[Any]:
 def download_updates(files: ReportFiles | None) -> list[Any]:
     paths = (files.json, files.markdown, files.html) if files else (None, None, None)
     return [gr.update(value=str(p) if p else None, interactive=p is not None) for p in paths]
+
+
+def input_updates(locked: bool, value: Any = None) -> list[Any]:
+    """The question box and the Ask button, locked while an answer is being written."""
+    box = gr.update(interactive=not locked) if value is None else gr.update(value=value, interactive=not locked)
+    return [box, gr.update(interactive=not locked)]
 
 
 def error_update(message: str | None) -> Any:
@@ -285,7 +303,7 @@ def build_ui(assistant: Assistant, options: UiOptions = UiOptions(), workspace: 
         api_btn = gr.Button(visible=False)
 
         view = [state, chatbot, cards, faces_img, candidates, dl_json, dl_md, dl_html, face_sel, error_box]
-        ask_view = [state, chatbot, dl_json, dl_md, dl_html, error_box, question]
+        ask_view = [state, chatbot, dl_json, dl_md, dl_html, error_box, question, ask_btn]
         private = {"api_visibility": "private"}
         analyzing = (
             upload.change(h.receive, [upload, first_question, face_mode], view, api_name="ui_receive", show_progress="hidden", **private)
@@ -301,7 +319,10 @@ def build_ui(assistant: Assistant, options: UiOptions = UiOptions(), workspace: 
                      show_progress="hidden", **private)
         )
         for trigger, name in ((new_btn.click, "ui_reset"), (chatbot.clear, "ui_clear")):
-            trigger(h.reset, None, [*view, upload, question], api_name=name, cancels=[analyzing, answering], **private)
+            trigger(h.reset, None, [*view, upload, question, ask_btn], api_name=name, cancels=[analyzing, answering],
+                    **private)
+        # A new image stops whatever the model was still doing for this session's old one.
+        upload.change(None, None, None, cancels=[analyzing, answering], **private)
         api_btn.click(h.api_analyze, api_file, api_out, api_name="analyze", concurrency_limit=1, concurrency_id=MODEL)
     return demo
 

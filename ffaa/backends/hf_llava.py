@@ -168,10 +168,11 @@ class HFLlavaBackend:
     @classmethod
     def load(cls, source: str, options: LoadOptions = LoadOptions(), demo: bool = False):
         transformers = require("transformers", "torch", "running the model")
-        folder = locate_model(source, options.revision)
+        # Options first: a typo in a flag must not cost a 15 GB download.
         device = resolve_device(options.device)
         quant = resolve_quant(options.quant, device)
         dtype = resolve_dtype(options.dtype, device, quant)
+        folder = locate_model(source, options.revision)
         kwargs: dict[str, Any] = {"dtype": dtype}
         qconfig = quantization_config(quant, dtype)
         if qconfig is not None:

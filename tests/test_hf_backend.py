@@ -1,0 +1,101 @@
+"""The transformers LLaVA backend on the tiny model: batching, 4-bit on CPU, streaming, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ffaa.backends.base import GenerationRequest
+from ffaa.backends.hf_llava import HFLlavaBackend, LoadOptions, _cut_after_answer, locate_model
+from ffaa.bench import candidate_requests, run_bench
+from ffaa.errors import CheckpointError, FfaaError, WeightsNotFoundError
+from ffaa.types import DecodingSettings
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def backend():
+    from ffaa.backends.tiny import tiny_model_dir
+
+    return HFLlavaBackend.load(str(tiny_model_dir()), LoadOptions(device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for h, w in ((336, 336), (200, 300))]
+
+
+SETTINGS = DecodingSettings(max_new_tokens=12, min_new_tokens=12, stop_at_answer_end=False)
+
+
+def test_defaults_on_cpu(backend):
+    assert backend.info.device == "cpu" and backend.info.quantization == "none"
+    assert backend.info.dtype == "float32"
+    assert backend.tokenizer.padding_side == "left"
+
+
+def test_batched_answers_equal_answers_alone(backend, images):
+    requests = candidate_requests(images[1])  # prompts of different lengths: left padding matters
+    batched = backend.generate(requests, SETTINGS)
+    alone = [backend.generate([r], SETTINGS)[0] for r in requests]
+    assert [g.text for g in batched] == [g.text for g in alone]
+    assert all(g.new_tokens == 12 and g.stopped_by == "max_new_tokens" for g in batched)
+
+
+def test_never_writes_image_or_padding_tokens(backend, images):
+    banned = backend._non_text_ids()
+    assert 32000 in banned and 32001 in banned
+
+
+def test_stream_pieces_join_to_the_generated_text(backend, images):
+    request = candidate_requests(images[0])[0]
+    pieces = list(backend.stream(request, SETTINGS))
+    assert len(pieces) > 1
+    assert "".join(pieces).strip() == backend.generate([request], SETTINGS)[0].text
+
+
+def test_4bit_on_cpu_loads_quantised_layers_and_generates(images):
+    from ffaa.backends.tiny import tiny_model_dir
+
+    quant = HFLlavaBackend.load(str(tiny_model_dir()), LoadOptions(device="cpu", quant="4bit"))
+    assert quant.info.quantization == "4bit"
+    kinds = {type(m).__name__ for m in quant.model.model.language_model.modules()}
+    assert "Linear4bit" in kinds
+    assert type(quant.model.lm_head).__name__ == "Linear"  # kept in full precision
+    out = quant.generate(candidate_requests(images[0]), SETTINGS)
+    assert len(out) == 3 and all(g.new_tokens == 12 for g in out)
+
+
+def test_bench_harness_runs_both_flows(backend, images):
+    result = run_bench(backend, images[0], new_tokens=4, repeats=1)
+    assert [f.name for f in result.flows] == ["ffaa_reference", "batched"]
+    assert all(f.new_tokens == 12 for f in result.flows)  # 3 candidates x 4 tokens
+    assert result.speedup > 0
+
+
+def test_cut_after_answer_end():
+    text = "Analysis result: fake\nProbability: 0.9\nForgery type: Identity exchange\nThanks! Anything else?"
+    assert _cut_after_answer(text).endswith("Forgery type: Identity exchange")
+    assert _cut_after_answer("no format here") == "no format here"
+
+
+def test_missing_and_broken_model_folders(tmp_path, monkeypatch):
+    with pytest.raises(WeightsNotFoundError, match="not found"):
+        locate_model(str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no config.json"):
+        locate_model(str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError, match="about 15 GB"):
+        locate_model("nobody-here/no-such-model")
+
+
+def test_bad_options_are_one_line_errors(backend):
+    with pytest.raises(FfaaError, match="unknown quantisation"):
+        HFLlavaBackend.load("x", LoadOptions(quant="3bit"))
+    if not torch.cuda.is_available():
+        with pytest.raises(FfaaError, match="CUDA is not available"):
+            HFLlavaBackend.load("x", LoadOptions(device="cuda"))

@@ -1,0 +1,89 @@
+"""`ffaa bench` flows and tables, and the GPU script's CPU dry run. Figures are never asserted:
+only that every flow ran, did the same work, and was reported where it should be."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ffaa.bench import FlowTiming, format_rows, reference_seconds
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_ratios_are_against_the_first_reference_flow():
+    timings = [FlowTiming("ffaa_reference", 6.0, 0.1, 768, 128.0, 5.0, "4bit"),
+               FlowTiming("batched", 3.0, 0.1, 768, 256.0, 5.0, "4bit"),
+               FlowTiming("compiled", 0.5, 40.0, 768, 1536.0, 5.5, "int4-ao", "static cache + torch.compile")]
+    assert reference_seconds(timings) == 6.0
+    rows = format_rows(timings)
+    assert rows[0].startswith("| format | flow |") and len(rows) == 5
+    assert rows[3].split("|")[7].strip() == "2.00" and rows[4].split("|")[7].strip() == "12.00"
+    assert "| int4-ao | compiled | 0.500 | 40.0 |" in rows[4]
+
+
+def test_bench_command_runs_every_flow_and_format(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from ffaa.cli import main
+
+    jsonl, md, js = tmp_path / "b.jsonl", tmp_path / "b.md", tmp_path / "b.json"
+    code = main(["bench", "--demo", "--new-tokens", "4", "--repeats", "1", "--first-tokens", "2",
+                 "--formats", "none,int8-ao", "--compile", "static",
+                 "--jsonl", str(jsonl), "--markdown", str(md), "--json", str(js)])
+    assert code == 0
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [(r["quantization"], r["name"]) for r in lines] == [
+        (q, f) for q in ("none", "int8-ao") for f in ("ffaa_reference", "batched", "compiled")]
+    assert {r["new_tokens"] for r in lines} == {12}  # 3 candidates x 4 forced tokens, in every flow
+    assert all(r["seconds_per_face"] > 0 and r["tokens_per_s"] > 0 for r in lines)
+    assert {r["note"] for r in lines if r["name"] == "compiled"} == {"static cache, not compiled"}
+    table = md.read_text()
+    assert table.count("\n| none |") == 3 and table.count("\n| int8-ao |") == 3
+    assert "x vs reference" in table and "| 1.00 |" in table
+    assert json.loads(js.read_text())["results"][1]["quantization"] == "int8-ao"
+
+
+def test_bench_skips_compiled_without_a_compiled_decoder(tmp_path):
+    pytest.importorskip("torch")
+    from ffaa.cli import main
+
+    md = tmp_path / "b.md"
+    assert main(["bench", "--demo", "--new-tokens", "2", "--repeats", "1", "--flows", "batched,compiled",
+                 "--compile", "off", "--markdown", str(md)]) == 0
+    text = md.read_text()
+    assert "| batched |" in text and "| compiled |" not in text
+    assert "not run: compiled on none" in text
+
+
+def test_bench_rejects_unknown_names():
+    from ffaa.cli import main
+
+    assert main(["bench", "--demo", "--flows", "batched,turbo"]) != 0
+
+
+@pytest.mark.slow
+def test_gpu_script_dry_run(tmp_path):
+    """The GPU script end to end on tiny shapes: every step reports, partial files are complete."""
+    pytest.importorskip("torch")
+    pytest.importorskip("torchao")
+    pytest.importorskip("bitsandbytes")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "gpu_bench.py"), "--dry-run", "--out", str(tmp_path),
+         "--optional", "int8-ao"],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "gpu_bench.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in rows]
+    assert "error" not in kinds, [r for r in rows if r["kind"] == "error"]
+    flows = [(r["quantization"], r["name"]) for r in rows if r["kind"] == "flow"]
+    assert flows == [("4bit", "ffaa_reference"), ("4bit", "batched"), ("none", "compiled"),
+                     ("int4-ao", "compiled"), ("int8-ao", "compiled")]
+    assert kinds[0] == "env" and kinds[-1] == "done" and "mids" in kinds
+    assert {r["quant"] for r in rows if r["kind"] == "quality"} == {"4bit", "int4-ao", "int8-ao"}
+    assert {r["quant"] for r in rows if r["kind"] == "target"} == {"none", "int4-ao", "int8-ao"}
+    md = (tmp_path / "gpu_bench.md").read_text()
+    assert "| 4bit | ffaa_reference |" in md and "MIDS (random weights" in md and "Quality against none" in md
