@@ -181,7 +181,13 @@ def run_flow(backend: Backend, name: str, requests: Sequence[GenerationRequest],
             first = backend.warmup
         note = "static cache + torch.compile" if fast.compiled else "static cache, not compiled"
     memory = _Memory(backend.info.device)
-    timing = time_flow(name, lambda: fn(backend, requests, settings), repeats, memory, first)
+
+    def flow() -> int:
+        if name == "compiled" and getattr(backend, "fast", None) is None:
+            raise RuntimeError(f"compiled decoding was given up: {getattr(backend, 'fast_error', None)}")
+        return fn(backend, requests, settings)
+
+    timing = time_flow(name, flow, repeats, memory, first)
     return replace(timing, quantization=backend.info.quantization, note=note)
 
 

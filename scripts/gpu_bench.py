@@ -203,11 +203,15 @@ def run_format(rec: Recorder, folder: Path, quant: str, flows: tuple[str, ...], 
     from ffaa.backends.quant import fingerprint, weight_bytes
     from ffaa.bench import candidate_requests, release, run_bench
 
+    import torch
+
     compile_mode = "off" if flows != ("compiled",) else ("on" if args.device == "cuda" else "static")
+    leftover = torch.cuda.memory_allocated() / 2**30 if args.device == "cuda" else 0.0
     start = time.perf_counter()
     backend = HFLlavaBackend.load(str(folder), LoadOptions(device=args.device, quant=quant, compile=compile_mode))
     rec.write("load", quant=quant, seconds=round(time.perf_counter() - start, 1),
-              weight_gib=round(weight_bytes(backend.model) / 2**30, 3), compile=compile_mode)
+              weight_gib=round(weight_bytes(backend.model) / 2**30, 3), compile=compile_mode,
+              allocated_before_gib=round(leftover, 2))
     try:
         image = test_image()
         run_bench(backend, image, args.new_tokens, args.repeats if "compiled" in flows else 1, flows,

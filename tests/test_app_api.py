@@ -19,12 +19,12 @@ pytest.importorskip("gradio")
 skdata = pytest.importorskip("skimage.data")
 client_mod = pytest.importorskip("gradio_client")
 
-from ffaa.app import ServerOptions, build_ui, launch  # noqa: E402
-from ffaa.app.ui import UiOptions  # noqa: E402
-from ffaa.backends.scripted import ScriptedBackend  # noqa: E402
-from ffaa.decision import MajorityDecider  # noqa: E402
-from ffaa.pipeline import Assistant  # noqa: E402
-from ffaa.report import report_from_dict  # noqa: E402
+from ffaa.app import ServerOptions, build_ui, launch
+from ffaa.app.ui import UiOptions
+from ffaa.backends.scripted import ScriptedBackend
+from ffaa.decision import MajorityDecider
+from ffaa.pipeline import Assistant
+from ffaa.report import report_from_dict
 
 
 class TimedBackend(ScriptedBackend):
@@ -99,8 +99,8 @@ def test_model_requests_run_one_at_a_time(served, images):
     backend.spans.clear()
     jobs = [c.submit(client_mod.handle_file(str(images["face"])), api_name="/analyze") for c in clients]
     assert all(json.loads(job.result(timeout=60))["reports"] for job in jobs)
-    (a0, a1), (b0, b1) = sorted(backend.spans)
-    assert a1 <= b0, "two model requests overlapped"
+    (_, first_end), (second_start, _) = sorted(backend.spans)
+    assert first_end <= second_start, "two model requests overlapped"
 
 
 def test_safe_server_settings(served):
@@ -131,7 +131,7 @@ def test_auth_protects_the_page_and_the_api(images):
     url = launch(demo, ServerOptions(port=free_port(), auth=(("ann", "s3cret"),), quiet=True), block=False)
     try:
         assert httpx.get(f"{url}config", timeout=10).status_code in (401, 403)
-        with pytest.raises(Exception):
+        with pytest.raises(client_mod.exceptions.AuthenticationError, match="credentials were not provided"):
             client_mod.Client(url, verbose=False)
         client = client_mod.Client(url, auth=("ann", "s3cret"), verbose=False)
         record = json.loads(client.predict(client_mod.handle_file(str(images["face"])), api_name="/analyze"))

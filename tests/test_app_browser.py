@@ -31,11 +31,11 @@ pytest.importorskip("dlib")
 pytest.importorskip("gradio")
 skdata = pytest.importorskip("skimage.data")
 
-from ffaa.app import ServerOptions, build_ui, launch  # noqa: E402
-from ffaa.app.ui import UiOptions  # noqa: E402
-from ffaa.backends.scripted import ScriptedBackend  # noqa: E402
-from ffaa.decision import MajorityDecider  # noqa: E402
-from ffaa.pipeline import Assistant  # noqa: E402
+from ffaa.app import ServerOptions, build_ui, launch
+from ffaa.app.ui import UiOptions
+from ffaa.backends.scripted import ScriptedBackend
+from ffaa.decision import MajorityDecider
+from ffaa.pipeline import Assistant
 
 BROWSER_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking"]
@@ -130,7 +130,9 @@ def test_analysis_follow_up_downloads_and_errors(page, files, tmp_path):
                return t.includes('You asked') && !t.includes('Forgery type:') ? t : null; }""",
         arg=[BOT, bots_before], polling=20)
     assert "Forgery type:" not in partial.json_value()  # seen before the answer was complete
+    assert page.locator("#ffaa-ask").is_disabled()  # one question at a time
     page.locator(BOT).last.filter(has_text="Forgery type: ").wait_for()
+    page.locator("#ffaa-ask:enabled").wait_for()
     answer = page.locator(BOT).last.inner_text()
     assert "You asked: Is <img src=x onerror=window.__pwned=1> ![p](http://198.51.100.7/p.png) real?" in answer
     assert page.evaluate("window.__pwned") is None

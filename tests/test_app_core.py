@@ -22,11 +22,21 @@ from ffaa.app.case import (
     conversation,
     cut_at_role_marker,
     open_upload,
-    opening_turn,
     stream_answer,
 )
-from ffaa.app.files import Workspace, case_html, case_markdown, case_record, write_report_files
-from ffaa.app.render import annotated_image, chat_messages, escape_markdown, verdict_cards_html
+from ffaa.app.files import (
+    Workspace,
+    case_html,
+    case_markdown,
+    case_record,
+    write_report_files,
+)
+from ffaa.app.render import (
+    annotated_image,
+    chat_messages,
+    escape_markdown,
+    verdict_cards_html,
+)
 from ffaa.app.server import ServerOptions, auth_from, exposure_warnings, parse_auth
 from ffaa.backends.scripted import ScriptedBackend
 from ffaa.decision import MajorityDecider

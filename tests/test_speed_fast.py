@@ -197,3 +197,18 @@ def test_compiled_on_cpu_writes_plain_tokens_without_recompiling(tiny_dir, plain
         assert counters["stats"]["unique_graphs"] == graphs
     finally:
         compiled.fast.close()
+
+
+def test_failed_warmup_falls_back_to_plain_decoding(tiny_dir, plain, monkeypatch):
+    backend = load(tiny_dir, "static")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("inductor exploded\nlong traceback")
+
+    monkeypatch.setattr(backend.fast, "_generate_group", broken)
+    messages = []
+    assert backend.warmup(log=messages.append) == 0.0
+    assert backend.fast is None and backend.fast_error == "RuntimeError: inductor exploded"
+    assert "using plain generate" in messages[-1]
+    reqs = requests(2)
+    assert [g.text for g in backend.generate(reqs, GREEDY)] == [g.text for g in plain.generate(reqs, GREEDY)]

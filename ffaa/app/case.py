@@ -52,7 +52,7 @@ class FaceThread:
     """One analysed face: its report, the crop the model saw, and the turn the chat starts from."""
 
     report: ForensicReport
-    crop: "Image.Image"
+    crop: Image.Image
     opening: Turn
 
     @property
@@ -67,7 +67,7 @@ class FaceThread:
 class PendingImage:
     """An upload that passed the checks and waits for the model."""
 
-    loaded: "LoadedImage"
+    loaded: LoadedImage
     name: str
     question: str | None
     face_mode: FaceMode
@@ -84,7 +84,7 @@ class Case:
 
     case_id: str
     name: str
-    image: "Image.Image"  # a display copy, at most DISPLAY_MAX_SIDE px; `info` has the original size
+    image: Image.Image  # a display copy, at most DISPLAY_MAX_SIDE px; `info` has the original size
     info: ImageInfo
     question: str
     threads: tuple[FaceThread, ...]
@@ -93,7 +93,7 @@ class Case:
     def followups(self, thread: int) -> tuple[Turn, ...]:
         return tuple(turn for index, turn in self.turns if index == thread)
 
-    def with_turn(self, thread: int, turn: Turn) -> "Case":
+    def with_turn(self, thread: int, turn: Turn) -> Case:
         return replace(self, turns=(*self.turns, (thread, turn)))
 
     @property
@@ -142,7 +142,7 @@ def analyze_pending(assistant: Assistant, pending: PendingImage) -> Case:
     )
 
 
-def display_copy(image: "Image.Image") -> "Image.Image":
+def display_copy(image: Image.Image) -> Image.Image:
     """A copy small enough to keep per session and to send to a browser."""
     copy = image.copy()
     copy.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE))

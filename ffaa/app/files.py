@@ -139,8 +139,9 @@ def _face_section(case: Case, index: int) -> str:
     thread = case.threads[index]
     report, final = thread.report, thread.report.final
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts(report))
-    out = [f"<section><h2>{esc(thread.label)}: <span class=\"{esc(verdict_word(report).lower())}\">"
-           f"{esc(verdict_word(report))}</span></h2><table>{rows}</table>"]
+    word = verdict_word(report)
+    out = [f'<section><h2>{esc(thread.label)}: <span class="{esc(word.lower())}">{esc(word)}</span></h2>',
+           f"<table>{rows}</table>"]
     if final is not None:
         out += [f"<h3>Description</h3><p>{esc(final.description)}</p>",
                 f"<h3>Reasoning</h3><p>{esc(final.reasoning)}</p>"]

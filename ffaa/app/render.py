@@ -201,7 +201,7 @@ def _turn_messages(case: Case, index: int, turn: Turn) -> list[dict[str, Any]]:
 # -- the image -------------------------------------------------------------------------------
 
 
-def annotated_image(case: Case) -> "Image.Image":
+def annotated_image(case: Case) -> Image.Image:
     """The display copy with each face's box and verdict drawn on it."""
     from PIL import ImageDraw
 

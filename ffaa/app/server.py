@@ -91,7 +91,7 @@ def theme():
     )
 
 
-def launch(demo: "gr.Blocks", options: ServerOptions = ServerOptions(), block: bool = True) -> str:
+def launch(demo: gr.Blocks, options: ServerOptions = ServerOptions(), block: bool = True) -> str:
     """Queue and serve `demo`; returns the local URL (after the server stops, when `block`).
 
     `block=False` returns at once with the server running in a thread (tests, notebooks);

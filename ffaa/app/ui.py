@@ -39,7 +39,13 @@ from .case import (
     thread_choices,
 )
 from .files import ReportFiles, Workspace, case_record, write_report_files
-from .render import annotated_image, candidates_html, chat_messages, esc, verdict_cards_html
+from .render import (
+    annotated_image,
+    candidates_html,
+    chat_messages,
+    esc,
+    verdict_cards_html,
+)
 
 log = logging.getLogger("ffaa.app")
 
@@ -97,7 +103,8 @@ class Handlers:
         preview: Any = None,
         files: ReportFiles | None = None,
     ) -> tuple[Any, ...]:
-        """state, chat, cards, image, candidates, 3 downloads, face selector, error box."""
+        """state, chat, cards, image, candidates, 3 downloads, face selector, error box, question
+        box, Ask button (unlocked: a new image ends any answer still being written)."""
         case = state.case
         image = annotated_image(case) if case is not None else preview
         choices = thread_choices(case)
@@ -110,6 +117,7 @@ class Handlers:
             *download_updates(files),
             gr.update(choices=choices, value=0 if choices else None, visible=len(choices) > 1),
             error_update(error),
+            *input_updates(locked=False),
         )
 
     def failed(self, message: str, state: SessionState = SessionState()) -> tuple[Any, ...]:
@@ -142,7 +150,7 @@ class Handlers:
         """Run the full analysis of the waiting image: the chat's first turn."""
         pending = state.pending
         if pending is None:  # the session moved on (new case) while this waited in the queue
-            return tuple(skip(10))
+            return tuple(skip(12))
         try:
             case = analyze_pending(self.assistant, pending)
             files = write_report_files(case, self.workspace, self.options.demo)
@@ -211,7 +219,7 @@ class Handlers:
 
     def reset(self) -> tuple[Any, ...]:
         """"New case": forget the image, the analysis and the conversation."""
-        return (*self.view(SessionState(), []), None, *input_updates(locked=False, value=""))
+        return (*self.view(SessionState(), [])[:-2], *input_updates(locked=False, value=""), None)
 
     def api_analyze(self, path: str | None) -> str:
         """API endpoint: analyse one image and return the case record (the JSON download) as text.
@@ -302,7 +310,7 @@ def build_ui(assistant: Assistant, options: UiOptions = UiOptions(), workspace: 
         api_out = gr.Textbox(visible=False)
         api_btn = gr.Button(visible=False)
 
-        view = [state, chatbot, cards, faces_img, candidates, dl_json, dl_md, dl_html, face_sel, error_box]
+        view = [state, chatbot, cards, faces_img, candidates, dl_json, dl_md, dl_html, face_sel, error_box, question, ask_btn]
         ask_view = [state, chatbot, dl_json, dl_md, dl_html, error_box, question, ask_btn]
         private = {"api_visibility": "private"}
         analyzing = (
@@ -319,8 +327,7 @@ def build_ui(assistant: Assistant, options: UiOptions = UiOptions(), workspace: 
                      show_progress="hidden", **private)
         )
         for trigger, name in ((new_btn.click, "ui_reset"), (chatbot.clear, "ui_clear")):
-            trigger(h.reset, None, [*view, upload, question, ask_btn], api_name=name, cancels=[analyzing, answering],
-                    **private)
+            trigger(h.reset, None, [*view, upload], api_name=name, cancels=[analyzing, answering], **private)
         # A new image stops whatever the model was still doing for this session's old one.
         upload.change(None, None, None, cancels=[analyzing, answering], **private)
         api_btn.click(h.api_analyze, api_file, api_out, api_name="analyze", concurrency_limit=1, concurrency_id=MODEL)
@@ -329,9 +336,9 @@ def build_ui(assistant: Assistant, options: UiOptions = UiOptions(), workspace: 
 
 def _header(options: UiOptions, assistant: Assistant) -> None:
     info = assistant.backend.info
-    lines = [f"# {options.title}",
-             "Upload a face image: the model writes three candidate analyses per face and a decider picks one. "
-             "Then ask follow-up questions about the face. Answers come from a model and can be wrong."]
+    intro = ("Upload a face image: the model writes three candidate analyses per face and a decider picks one. "
+             "Then ask follow-up questions about the face. Answers come from a model and can be wrong.")
+    lines = [f"# {options.title}", intro]
     local = Path(info.model_id).expanduser()
     model = local.name if local.is_absolute() or local.exists() else info.model_id  # no server paths
     if options.demo or info.demo:

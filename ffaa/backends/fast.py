@@ -278,11 +278,38 @@ class FastDecoder:
         return seconds
 
     def close(self) -> None:
-        """Stop the decoding thread (tests and benchmarks that load several models)."""
+        """Drop the compiled code, its CUDA graphs and the cache, and stop the decoding thread,
+        so the model's memory can be returned (benchmarks and tests that load several models).
+        CUDA-graph state lives in the decoding thread, so it is cleared from there."""
         if self._worker is not None:
+            self._worker.submit(_forget_compiled, self.model).result()
             self._worker.shutdown(wait=True)
             self._worker = None
+        elif self.compiled:
+            _forget_compiled(self.model)
         self._cache = None
+        self._compile_config = None
+
+
+def give_up(decoder: FastDecoder, exc: BaseException, log: Callable[[str], None] | None = None) -> str:
+    """Release a decoder whose warm-up failed and say so; returns the reason as one line."""
+    reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    (log or (lambda msg: print(msg, file=sys.stderr, flush=True)))(
+        f"ffaa: compiled decoding failed at warm-up ({reason[:300]}); using plain generate")
+    try:
+        decoder.close()
+    except Exception:  # the failure above matters, not a second one while cleaning up
+        pass
+    return reason
+
+
+def _forget_compiled(model: Any) -> None:
+    """Reset dynamo (compiled frames, CUDA-graph trees of this thread) and the model's compiled call."""
+    torch = require("torch", "torch", "compiled decoding")
+    torch._dynamo.reset()
+    for attr in ("_compiled_call", "_last_compile_config"):
+        if hasattr(model, attr):
+            delattr(model, attr)
 
 
 def warmup_requests(backend: Any, rows: int) -> list[GenerationRequest]:

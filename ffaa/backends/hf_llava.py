@@ -164,6 +164,7 @@ class HFLlavaBackend:
         self.tokenizer.padding_side = "left"  # batched generation continues from the right edge
         self._lock = threading.Lock()  # one generate at a time per model replica
         self.fast = None  # a fast.FastDecoder when compiled/static-cache decoding is on
+        self.fast_error: str | None = None  # why compiled decoding was given up, if it was
 
     @classmethod
     def load(cls, source: str, options: LoadOptions = LoadOptions(), demo: bool = False):
@@ -209,11 +210,22 @@ class HFLlavaBackend:
 
     def warmup(self, log=None) -> float:
         """Compile the decoding path now (about a minute on a GPU) instead of in the first
-        request; seconds taken, 0 when decoding is not compiled. Call once at start-up."""
+        request; seconds taken, 0 when decoding is not compiled. Call once at start-up.
+
+        If compiling fails, the backend falls back to plain `generate` (the reason is printed
+        and kept in `fast_error`) rather than failing every later request.
+        """
         if self.fast is None:
             return 0.0
         with self._lock:
-            return self.fast.warmup(self, log)
+            try:
+                return self.fast.warmup(self, log)
+            except Exception as exc:  # any compiler/driver error: plain decoding still works
+                from .fast import give_up
+
+                self.fast_error = give_up(self.fast, exc, log)
+                self.fast = None
+                return 0.0
 
     # -- generation -------------------------------------------------------------------------
 

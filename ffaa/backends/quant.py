@@ -34,7 +34,6 @@ This module imports nothing heavy at import time.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -266,7 +265,8 @@ def fingerprint(backend: Any, quant: str, requests: list, new_tokens: int = 32) 
 
 
 def _greedy_tokens(backend: Any, requests: list, settings: Any) -> tuple[tuple[int, ...], ...]:
-    """Token ids of greedy answers (through whatever decoding path the backend uses)."""
+    """Greedy answers (through whatever decoding path the backend uses), as the token ids of
+    their text: the backend returns text, and text is what every format is judged on."""
     tokenizer = backend.tokenizer
     gens = backend.generate(requests, settings)
     return tuple(tuple(tokenizer(g.text, add_special_tokens=False).input_ids) for g in gens)
@@ -304,14 +304,3 @@ def _next_word_id(tokenizer: Any, prefix: str, word: str) -> int:
     base = tokenizer(prefix, add_special_tokens=False).input_ids
     full = tokenizer(prefix + word, add_special_tokens=False).input_ids
     return int(full[len(base)] if len(full) > len(base) else full[-1])
-
-
-def describe(name: str) -> str:
-    """One line for help texts and tables."""
-    fmt = quant_format(name)
-    return f"{fmt.name}: {fmt.summary}"
-
-
-def finite(value: float) -> float:
-    """NaN/inf become -1 in reports (JSON has no NaN)."""
-    return value if math.isfinite(value) else -1.0

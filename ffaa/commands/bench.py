@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--formats", default=None, metavar="Q1,Q2",
                    help="comma list of --quant choices to run one after another (default: --quant)")
     p.add_argument("--first-tokens", type=int, default=None, metavar="N",
-                   help="plain flows: warm up with N tokens instead of one full untimed-in-mean call")
+                   help="first (untimed) call of the plain flows: N tokens instead of a full answer")
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--jsonl", default=None, metavar="FILE", help="append each flow's figures as a JSON line as it lands")
     p.add_argument("--markdown", default=None, metavar="FILE", help="also write the table as Markdown")

@@ -113,6 +113,12 @@ def load_decider(args: argparse.Namespace):
 
 
 def build_assistant(args: argparse.Namespace):
+    """The assistant for analyze/app/batch. Compiled decoding is warmed up here, at start-up
+    (a progress message, about a minute on a GPU), so the compile never lands in a request."""
     from ..pipeline import Assistant
 
-    return Assistant(load_backend(args), load_decider(args), options=analysis_options(args))
+    backend = load_backend(args)
+    warmup = getattr(backend, "warmup", None)
+    if warmup is not None:
+        warmup()
+    return Assistant(backend, load_decider(args), options=analysis_options(args))

@@ -1,0 +1,365 @@
+"""The demo model: the tiny random LLaVA, briefly trained to write FFAA's answer format.
+
+The tiny model of `tiny.py` has random weights, so its text never has the five fields the
+parser needs, every candidate fails and `ffaa analyze --demo` could never show a verdict, a
+match score or a difficulty. This module trains that model for a few seconds on CPU, with
+teacher forcing, on synthetic examples: the real chat prompts (a free question or a
+hypothesis prompt) with noise or simple synthetic images, and answers in the exact format
+built from a small phrase bank. Afterwards greedy decoding writes well-formed answers and
+the hypothesis prompts get their own verdict, so the whole pipeline runs end to end.
+
+What it writes is still meaningless: the images carry no information about the answers it
+was trained on, the free-question verdict is a coin flip, and the phrases are generic. It
+shows the shape of a report, never an analysis.
+
+Training cost is kept small: the vision tower stays frozen (its random features are just
+noise the language model learns to ignore), and lm_head, whose 32k-row output would dominate
+the cost, is applied only at answer positions.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..lazy import require
+from .convert import build_atomically, ffaa_cache_root
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ..prompts import PromptSet
+    from .hf_llava import HFLlavaBackend
+
+# Bump when the training recipe changes; cached builds of another format are rebuilt.
+DEMO_FORMAT = 1
+MARKER_FILE = "ffaa_demo.json"
+DEFAULT_STEPS = 300
+BATCH_SIZE = 8
+LEARNING_RATE = 4e-3
+WARMUP_STEPS = 10
+# Greedy probes on held-out images run every CHECK_EVERY steps once the loss is below this.
+CHECK_EVERY = 20
+CHECK_BELOW_LOSS = 0.6
+PROBE_IMAGES = 3
+PROBE_MAX_TOKENS = 160
+_HELD_OUT = 1_000_003  # offsets the probes' image seed away from the training images'
+
+# -- phrase bank ---------------------------------------------------------------------------
+# Generic wording with a fixed skeleton per field: a 2-layer model learns it in seconds, and
+# greedy decoding follows one path through it instead of drifting between sentences.
+_OPENINGS = ("The crop shows", "The image shows", "This close-up shows")
+_PEOPLE = (
+    "a young woman", "a young man", "a middle-aged woman", "a middle-aged man",
+    "an elderly woman", "an elderly man", "a teenager",
+)
+_POSES = ("facing the camera", "turned a little to the left", "turned a little to the right", "tilting the head")
+_LIGHT = (
+    "under soft even light", "lit strongly from one side", "in dim light", "at a modest resolution",
+)
+_DETAILS = (
+    "the expression is neutral", "a slight smile is visible", "the eyes look straight ahead",
+    "short hair frames the forehead", "glasses sit on the nose",
+)
+_REAL_CUES = (
+    "the skin keeps fine pores", "the shadows agree with the light", "both eyes carry matching highlights",
+    "the hairline meets the background cleanly", "the jaw outline is continuous", "the lips show natural texture",
+)
+_REAL_ENDS = ("nothing suggests editing", "the face looks like an unaltered photograph", "no blending seam appears")
+_FAKE_CUES = (
+    "the cheeks look unnaturally smooth", "the skin tone shifts along the jaw", "a faint seam circles the face",
+    "the eye highlights do not match", "strands of hair dissolve into the background", "the teeth blur together",
+)
+_FAKE_ENDS = ("which suggests manipulation", "so the face seems pasted onto the head", "which points to a generated face")
+_FAKE_TYPES = ("Entire face synthesis", "Identity exchange", "Facial attribute manipulation")
+_VERDICTS = ("real", "fake")
+
+
+def synthetic_answer(rng: random.Random, verdict: str) -> str:
+    """One answer in the exact five-line format, whose reasoning, probability and type agree
+    with `verdict`. Labels come from `answer_format.yaml`, the parser's own source."""
+    from ..prompts import load_answer_format
+
+    real = verdict == "real"
+    cues = rng.sample(_REAL_CUES if real else _FAKE_CUES, 2)
+    values = {
+        "description": (
+            f"{rng.choice(_OPENINGS)} {rng.choice(_PEOPLE)} {rng.choice(_POSES)} "
+            f"{rng.choice(_LIGHT)}; {rng.choice(_DETAILS)}."
+        ),
+        "reasoning": f"{cues[0].capitalize()} and {cues[1]}, {rng.choice(_REAL_ENDS if real else _FAKE_ENDS)}.",
+        "verdict": verdict,
+        "probability": f"{rng.randint(2, 35) / 100:.2f}" if real else f"{rng.randint(65, 98) / 100:.2f}",
+        "forgery_type": "None" if real else rng.choice(_FAKE_TYPES),
+    }
+    return "\n".join(f"{f.label}: {values[f.key]}" for f in load_answer_format().fields)
+
+
+def synthetic_image(rng: random.Random) -> Image.Image:
+    """Noise, a gradient or a face-like blob of a random size and shape: no content, only
+    enough variety that the model learns to write the same format for any image."""
+    np = require("numpy", "torch", "the demo model")
+    from PIL import Image, ImageDraw
+
+    gen = np.random.default_rng(rng.getrandbits(32))
+    width, height = rng.randint(96, 400), rng.randint(96, 400)
+    kind = rng.choice(("noise", "smooth", "gradient", "blob"))
+    if kind == "noise":
+        return Image.fromarray(gen.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    if kind == "smooth":
+        small = gen.integers(0, 256, (rng.randint(2, 12), rng.randint(2, 12), 3), dtype=np.uint8)
+        return Image.fromarray(small).resize((width, height), Image.BILINEAR)
+    if kind == "gradient":
+        ramp = np.linspace(0.0, 1.0, width)[None, :, None] * np.ones((height, 1, 1))
+        low, high = gen.integers(0, 256, 3), gen.integers(0, 256, 3)
+        return Image.fromarray((low + ramp * (high - low)).astype(np.uint8))
+    image = Image.new("RGB", (width, height), tuple(int(v) for v in gen.integers(0, 256, 3)))
+    box = (width * 0.2, height * 0.15, width * 0.8, height * 0.9)
+    ImageDraw.Draw(image).ellipse(box, fill=tuple(int(v) for v in gen.integers(60, 240, 3)))
+    return image
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training or probe row: an image, the full chat prompt and the verdict it asks for
+    (the hypothesis' label, or None for a free question, whose verdict is a coin flip)."""
+
+    image: Image.Image
+    prompt: str
+    verdict: str | None
+
+
+def sample_example(rng: random.Random, prompts: PromptSet) -> Example:
+    """A free question or one of the two hypotheses, in equal shares, with a new image.
+
+    Hypotheses get two thirds of the rows because following them (reading "real" or "fake"
+    far back in the prompt) is the one thing the model must learn beyond the format."""
+    image = synthetic_image(rng)
+    slot = rng.randrange(3)
+    if slot == 0:
+        return Example(image, prompts.chat([(rng.choice(prompts.questions), None)]), None)
+    verdict = _VERDICTS[slot - 1]
+    return Example(image, prompts.chat([(prompts.hypothesis(verdict), None)]), verdict)
+
+
+def probe_examples(seed: int, n_images: int = PROBE_IMAGES) -> list[Example]:
+    """Held-out rows (images from another seed), three per image as the pipeline asks them:
+    a free question, then the real and the fake hypothesis."""
+    from ..prompts import load_prompt_set
+
+    prompts = load_prompt_set()
+    rng = random.Random(seed + _HELD_OUT)
+    rows = []
+    for _ in range(n_images):
+        image = synthetic_image(rng)
+        rows.append(Example(image, prompts.chat([(rng.choice(prompts.questions), None)]), None))
+        rows += [Example(image, prompts.chat([(prompts.hypothesis(v), None)]), v) for v in _VERDICTS]
+    return rows
+
+
+def is_well_formed(text: str, verdict: str | None = None) -> bool:
+    """True when `text` parses with all five fields, no parser warning and, if given, the
+    expected verdict: the bar the demo model must clear, stricter than the pipeline's."""
+    from ..parsing import parse_answer
+
+    parsed = parse_answer(text)
+    answer = parsed.answer
+    if answer is None or parsed.warnings:
+        return False
+    complete = bool(answer.description and answer.reasoning) and None not in (answer.probability, answer.forgery_type)
+    return complete and (verdict is None or answer.verdict.value == verdict)
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """How training ended: steps run, the last steps' mean loss, whether the probes passed."""
+
+    steps: int
+    final_loss: float
+    probes_passed: bool
+
+
+def _encode(processor: Any, rows: Sequence[Example], answers: Sequence[str]) -> dict[str, Any]:
+    """Prompts as the backend encodes them (left padded, `<image>` expanded), each followed by
+    its answer and EOS (right padded). `labels` is -100 everywhere but on answer tokens."""
+    torch = require("torch", "torch", "the demo model")
+    inputs = processor(images=[r.image for r in rows], text=[r.prompt for r in rows], return_tensors="pt", padding=True)
+    tok = processor.tokenizer
+    answer_ids = [tok.encode(a, add_special_tokens=False) + [tok.eos_token_id] for a in answers]
+    width = max(len(ids) for ids in answer_ids)
+    tail = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+    tail_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, ids in enumerate(answer_ids):
+        tail[i, : len(ids)] = torch.tensor(ids)
+        tail_mask[i, : len(ids)] = 1
+    prompt_len = inputs["input_ids"].shape[1]
+    input_ids = torch.cat([inputs["input_ids"], tail], dim=1)
+    labels = torch.full_like(input_ids, -100)
+    labels[:, prompt_len:] = tail.masked_fill(tail_mask == 0, -100)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.cat([inputs["attention_mask"], tail_mask], dim=1),
+        "pixel_values": inputs["pixel_values"],
+        "labels": labels,
+    }
+
+
+def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
+    """Mean cross-entropy over answer tokens. lm_head runs only where a target is: full
+    logits over ~700 positions x 32k words would cost far more than the rest of the step."""
+    torch = require("torch", "torch", "the demo model")
+    hidden = model.model(
+        input_ids=batch["input_ids"], pixel_values=batch["pixel_values"], attention_mask=batch["attention_mask"]
+    ).last_hidden_state
+    targets = batch["labels"][:, 1:]
+    keep = targets != -100
+    logits = model.lm_head(hidden[:, :-1][keep])
+    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+
+
+def probe_backend(model: Any, processor: Any) -> HFLlavaBackend:
+    """The real backend around an in-memory model, so probes decode exactly as `analyze` does
+    (left padding, suppressed non-text ids, stop at the end of the answer)."""
+    from .base import BackendInfo
+    from .hf_llava import HFLlavaBackend
+
+    info = BackendInfo("transformers/demo-training", "demo", None, "none", "cpu", "float32", demo=True)
+    return HFLlavaBackend(model, processor, info)
+
+
+def well_formed_rate(backend: Any, rows: Sequence[Example], max_new_tokens: int = PROBE_MAX_TOKENS) -> float:
+    """Share of `rows` whose greedy answer is well formed (see `is_well_formed`)."""
+    from ..types import DecodingSettings
+    from .base import GenerationRequest
+
+    requests = [GenerationRequest(r.image, r.prompt) for r in rows]
+    gens = backend.generate(requests, DecodingSettings(max_new_tokens=max_new_tokens))
+    return sum(is_well_formed(g.text, r.verdict) for g, r in zip(gens, rows)) / max(len(rows), 1)
+
+
+def train_to_format(
+    model: Any, processor: Any, *, seed: int = 0, steps: int = DEFAULT_STEPS,
+    log: Callable[[str], None] | None = None,
+) -> TrainSummary:
+    """Teacher-force `model` on synthetic examples until greedy answers to held-out probes are
+    all well formed (checked every CHECK_EVERY steps once the loss is low) or `steps` ran out.
+
+    The data come from `random.Random(seed)`, and torch's global RNG is left as it was, so a
+    seed gives the same weights on the same machine and thread count.
+    """
+    torch = require("torch", "torch", "the demo model")
+    from ..prompts import load_prompt_set
+
+    prompts = load_prompt_set()
+    rng = random.Random(seed)
+    probes = probe_examples(seed)
+    backend = probe_backend(model, processor)
+    model.model.vision_tower.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=LEARNING_RATE, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / WARMUP_STEPS))
+    recent: list[float] = []
+    passed, step = False, 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for step in range(1, steps + 1):
+            rows = [sample_example(rng, prompts) for _ in range(BATCH_SIZE)]
+            answers = [synthetic_answer(rng, r.verdict or rng.choice(_VERDICTS)) for r in rows]
+            model.train()
+            loss = answer_loss(model, _encode(processor, rows, answers))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            recent = (recent + [float(loss)])[-10:]
+            if step % CHECK_EVERY == 0 and sum(recent) / len(recent) < CHECK_BELOW_LOSS:
+                model.eval()
+                rate = well_formed_rate(backend, probes)
+                if log:
+                    log(f"step {step}: loss {sum(recent) / len(recent):.3f}, probes well formed {rate:.0%}")
+                if rate == 1.0:
+                    passed = True
+                    break
+            elif log and step % CHECK_EVERY == 0:
+                log(f"step {step}: loss {sum(recent) / len(recent):.3f}")
+    model.eval()
+    model.model.vision_tower.requires_grad_(True)
+    return TrainSummary(step, round(sum(recent) / max(len(recent), 1), 4), passed)
+
+
+# -- building and caching -----------------------------------------------------------------------
+
+
+def build_demo_llava(
+    dst: str | Path, *, seed: int = 0, steps: int = DEFAULT_STEPS, log: Callable[[str], None] | None = None
+) -> Path:
+    """Build the tiny random model into `dst`, train it to write the answer format, save it.
+
+    The folder loads through the Auto classes like any LLaVA checkpoint; `ffaa_demo.json`
+    records the seed, the step budget, how training ended and that only the format was learnt.
+    """
+    transformers = require("transformers", "torch", "the demo model")
+    from . import tiny
+
+    dst = Path(dst)
+    tiny.build_tiny_llava(dst, seed=seed)
+    model = transformers.AutoModelForImageTextToText.from_pretrained(str(dst))
+    processor = transformers.AutoProcessor.from_pretrained(str(dst), backend="pil")
+    summary = train_to_format(model, processor, seed=seed, steps=steps, log=log)
+    model.save_pretrained(str(dst))
+    (dst / tiny.MARKER_FILE).unlink(missing_ok=True)  # its "random_weights" no longer holds
+    marker = {**_identity(seed, steps), "steps_run": summary.steps, "final_loss": summary.final_loss,
+              "probes_passed": summary.probes_passed}
+    (dst / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    return dst
+
+
+def _identity(seed: int, steps: int) -> dict[str, Any]:
+    """The marker fields a cached build must match to be reused."""
+    import importlib.metadata
+
+    return {
+        "demo_format": DEMO_FORMAT,
+        "seed": seed,
+        "steps": steps,
+        "transformers": importlib.metadata.version("transformers"),
+        "trained_to_format_only": True,
+    }
+
+
+def read_marker(folder: str | Path) -> dict[str, Any] | None:
+    """The build record of a demo model folder, or None when there is none."""
+    try:
+        data = json.loads((Path(folder) / MARKER_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _is_built(folder: Path, seed: int, steps: int) -> bool:
+    marker = read_marker(folder)
+    return marker is not None and all(marker.get(k) == v for k, v in _identity(seed, steps).items())
+
+
+def demo_model_dir(cache: bool = True, seed: int = 0, *, steps: int = DEFAULT_STEPS) -> Path:
+    """A folder with the demo model: built once under `$FFAA_CACHE/demo/` and then reused.
+
+    With `cache=False` a fresh copy is built in a new temporary folder (the caller owns it).
+    """
+    if not cache:
+        return build_demo_llava(tempfile.mkdtemp(prefix="ffaa-demo-"), seed=seed, steps=steps)
+    final = ffaa_cache_root() / "demo" / f"llava-seed{seed}"
+    if _is_built(final, seed, steps):
+        return final
+    return build_atomically(
+        final, lambda tmp: build_demo_llava(tmp, seed=seed, steps=steps), done=lambda f: _is_built(f, seed, steps)
+    )
