@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
@@ -91,6 +92,10 @@ def ui_options(args: argparse.Namespace, examples: tuple[str, ...] | None = None
 
 def engine(args: argparse.Namespace):
     """The assistant the page talks to: the model (loaded now, once) or the scripted rules."""
+    # OpenMP threads that spin while waiting for work take the CPU from the web server's own
+    # threads and, on a busy machine, from each other: on 2 shared cores the tiny model's
+    # analysis measured 13-19 s spinning and 1.5 s passive. Must be set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if args.scripted:
         from ..backends.scripted import ScriptedBackend
         from ..decision import MajorityDecider
