@@ -99,3 +99,22 @@ def test_bad_options_are_one_line_errors(backend):
     if not torch.cuda.is_available():
         with pytest.raises(FfaaError, match="CUDA is not available"):
             HFLlavaBackend.load("x", LoadOptions(device="cuda"))
+
+
+def test_closing_a_stream_stops_generation_and_frees_the_model(backend, images, monkeypatch):
+    lengths = []
+    real_generate = backend.model.generate
+
+    def recording_generate(**kwargs):
+        out = real_generate(**kwargs)
+        lengths.append(out.shape[1] - kwargs["input_ids"].shape[1])
+        return out
+
+    monkeypatch.setattr(backend.model, "generate", recording_generate)
+    long = DecodingSettings(max_new_tokens=400, min_new_tokens=400, stop_at_answer_end=False)
+    stream = backend.stream(candidate_requests(images[0])[0], long)
+    next(stream)
+    stream.close()  # the consumer walks away after the first piece
+    assert lengths and lengths[0] < 400
+    assert backend._lock.acquire(timeout=5)
+    backend._lock.release()

@@ -332,7 +332,12 @@ class HFLlavaBackend:
             self.tokenizer, skip_prompt=True, skip_special_tokens=True
         )
         inputs = self._inputs([request])
-        kwargs = {**self._generate_kwargs(settings), "streamer": streamer}
+        cancel = threading.Event()
+        kwargs = {
+            **self._generate_kwargs(settings),
+            "streamer": streamer,
+            "stopping_criteria": [_Cancelled(cancel)],
+        }
         errors: list[BaseException] = []
 
         def work():
@@ -345,10 +350,26 @@ class HFLlavaBackend:
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
-        yield from streamer
-        thread.join()
+        try:
+            yield from streamer
+        finally:
+            # A consumer that stops reading (a cancelled chat turn) ends generation at the next
+            # token instead of holding the model until max_new_tokens.
+            cancel.set()
+            thread.join()
         if errors:
             raise errors[0]
+
+
+class _Cancelled:
+    """Stopping criterion that ends generation once `event` is set."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        torch = require("torch", "torch", "running the model")
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def _fast_decoder(backend: HFLlavaBackend, options: LoadOptions, quant: str):
