@@ -14,14 +14,14 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from PIL import Image  # noqa: E402
+from PIL import Image
 
-from ffaa.backends.base import GenerationRequest  # noqa: E402
-from ffaa.backends.fast import FastSettings, bucket_up, resolve_mode  # noqa: E402
-from ffaa.errors import FfaaError  # noqa: E402
-from ffaa.parsing import parse_answer  # noqa: E402
-from ffaa.prompts import load_prompt_set  # noqa: E402
-from ffaa.types import DecodingSettings  # noqa: E402
+from ffaa.backends.base import GenerationRequest
+from ffaa.backends.fast import FastSettings, bucket_up, resolve_mode
+from ffaa.errors import FfaaError
+from ffaa.parsing import parse_answer
+from ffaa.prompts import load_prompt_set
+from ffaa.types import DecodingSettings
 
 ANSWER = (
     "Image description: A young woman faces the camera in soft, even light.\n"

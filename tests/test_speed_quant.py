@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from ffaa.backends import quant as Q  # noqa: E402
-from ffaa.errors import FfaaError  # noqa: E402
+from ffaa.backends import quant as Q
+from ffaa.errors import FfaaError
 
 
 def test_choices_and_defaults():
@@ -58,10 +58,10 @@ def _load(tiny_dir, quant):
 
 @pytest.fixture(scope="module")
 def reference(tiny_dir):
-    from ffaa.bench import candidate_requests
-
     import numpy as np
     from PIL import Image
+
+    from ffaa.bench import candidate_requests
 
     image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (336, 336, 3), dtype=np.uint8))
     reqs = candidate_requests(image)
@@ -116,3 +116,14 @@ def test_int4_on_cuda_needs_bf16():
     model.dtype = torch.float16
     with pytest.raises(FfaaError, match="needs --dtype bf16"):
         Q.apply_torchao(model, "int4-ao", "cuda")
+
+
+def test_torchao_leaves_inductor_settings_alone(tiny_dir):
+    """torchao's 'recommended' inductor settings (coordinate-descent autotuning) would make the
+    start-up compile several times longer; loading a torchao format must not switch them on."""
+    pytest.importorskip("torchao")
+    import torch._inductor.config as inductor
+
+    before = inductor.coordinate_descent_tuning
+    _load(tiny_dir, "int4-ao")
+    assert inductor.coordinate_descent_tuning == before is False

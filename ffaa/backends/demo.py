@@ -43,6 +43,9 @@ DEFAULT_STEPS = 300
 BATCH_SIZE = 8
 LEARNING_RATE = 4e-3
 WARMUP_STEPS = 10
+# The verdict hangs on one token per answer; unweighted it is a rounding error in the mean loss
+# and the model takes hundreds of steps to make it follow the hypothesis in the prompt.
+DECISION_WEIGHT = 10.0
 # Greedy probes on held-out images run every CHECK_EVERY steps once the loss is below this.
 CHECK_EVERY = 20
 CHECK_BELOW_LOSS = 0.6
@@ -66,16 +69,19 @@ _DETAILS = (
     "the expression is neutral", "a slight smile is visible", "the eyes look straight ahead",
     "short hair frames the forehead", "glasses sit on the nose",
 )
-_REAL_CUES = (
-    "the skin keeps fine pores", "the shadows agree with the light", "both eyes carry matching highlights",
-    "the hairline meets the background cleanly", "the jaw outline is continuous", "the lips show natural texture",
-)
-_REAL_ENDS = ("nothing suggests editing", "the face looks like an unaltered photograph", "no blending seam appears")
-_FAKE_CUES = (
-    "the cheeks look unnaturally smooth", "the skin tone shifts along the jaw", "a faint seam circles the face",
-    "the eye highlights do not match", "strands of hair dissolve into the background", "the teeth blur together",
-)
-_FAKE_ENDS = ("which suggests manipulation", "so the face seems pasted onto the head", "which points to a generated face")
+# The reasoning opens with a fixed, verdict-specific phrase: its first token is where the
+# answer commits to a verdict, so that is the one token that must follow the prompt.
+_REASONING_OPENINGS = {"real": "Nothing looks edited:", "fake": "Signs of editing appear:"}
+_CUES = {
+    "real": (
+        "the skin keeps fine pores", "the shadows agree with the light", "both eyes carry matching highlights",
+        "the hairline meets the background cleanly", "the jaw outline is continuous", "the lips show natural texture",
+    ),
+    "fake": (
+        "the cheeks look unnaturally smooth", "the skin tone shifts along the jaw", "a faint seam circles the face",
+        "the eye highlights do not match", "strands of hair dissolve into the background", "the teeth blur together",
+    ),
+}
 _FAKE_TYPES = ("Entire face synthesis", "Identity exchange", "Facial attribute manipulation")
 _VERDICTS = ("real", "fake")
 
@@ -86,13 +92,13 @@ def synthetic_answer(rng: random.Random, verdict: str) -> str:
     from ..prompts import load_answer_format
 
     real = verdict == "real"
-    cues = rng.sample(_REAL_CUES if real else _FAKE_CUES, 2)
+    cues = rng.sample(_CUES[verdict], 2)
     values = {
         "description": (
             f"{rng.choice(_OPENINGS)} {rng.choice(_PEOPLE)} {rng.choice(_POSES)} "
             f"{rng.choice(_LIGHT)}; {rng.choice(_DETAILS)}."
         ),
-        "reasoning": f"{cues[0].capitalize()} and {cues[1]}, {rng.choice(_REAL_ENDS if real else _FAKE_ENDS)}.",
+        "reasoning": f"{_REASONING_OPENINGS[verdict]} {cues[0]}, and {cues[1]}.",
         "verdict": verdict,
         "probability": f"{rng.randint(2, 35) / 100:.2f}" if real else f"{rng.randint(65, 98) / 100:.2f}",
         "forgery_type": "None" if real else rng.choice(_FAKE_TYPES),
@@ -187,20 +193,35 @@ class TrainSummary:
     probes_passed: bool
 
 
+def _decision_index(tok: Any, answer: str, ids: Sequence[int]) -> int | None:
+    """Index in `ids` of the reasoning's first token, where the answer commits to a verdict;
+    None if the tokenizer merges it with the label before it (no extra weight then)."""
+    from ..prompts import load_answer_format
+
+    label = load_answer_format().label("reasoning") + ":"
+    prefix = tok.encode(answer[: answer.index(label) + len(label)], add_special_tokens=False)
+    return len(prefix) if list(ids[: len(prefix)]) == prefix and len(prefix) < len(ids) else None
+
+
 def _encode(processor: Any, rows: Sequence[Example], answers: Sequence[str]) -> dict[str, Any]:
     """Prompts as the backend encodes them (left padded, `<image>` expanded), each followed by
-    its answer and EOS (right padded). `labels` is -100 everywhere but on answer tokens."""
+    its answer and EOS (right padded). `labels` is -100 everywhere but on answer tokens;
+    `weights` is 1 on answer tokens and DECISION_WEIGHT on each verdict decision."""
     torch = require("torch", "torch", "the demo model")
     inputs = processor(images=[r.image for r in rows], text=[r.prompt for r in rows], return_tensors="pt", padding=True)
     tok = processor.tokenizer
     answer_ids = [tok.encode(a, add_special_tokens=False) + [tok.eos_token_id] for a in answers]
-    width = max(len(ids) for ids in answer_ids)
+    prompt_len, width = inputs["input_ids"].shape[1], max(len(ids) for ids in answer_ids)
     tail = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
     tail_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, ids in enumerate(answer_ids):
+    weights = torch.zeros((len(rows), prompt_len + width))
+    for i, (ids, answer) in enumerate(zip(answer_ids, answers)):
         tail[i, : len(ids)] = torch.tensor(ids)
         tail_mask[i, : len(ids)] = 1
-    prompt_len = inputs["input_ids"].shape[1]
+        weights[i, prompt_len : prompt_len + len(ids)] = 1.0
+        decision = _decision_index(tok, answer, ids)
+        if decision is not None:
+            weights[i, prompt_len + decision] = DECISION_WEIGHT
     input_ids = torch.cat([inputs["input_ids"], tail], dim=1)
     labels = torch.full_like(input_ids, -100)
     labels[:, prompt_len:] = tail.masked_fill(tail_mask == 0, -100)
@@ -209,11 +230,12 @@ def _encode(processor: Any, rows: Sequence[Example], answers: Sequence[str]) -> 
         "attention_mask": torch.cat([inputs["attention_mask"], tail_mask], dim=1),
         "pixel_values": inputs["pixel_values"],
         "labels": labels,
+        "weights": weights,
     }
 
 
 def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
-    """Mean cross-entropy over answer tokens. lm_head runs only where a target is: full
+    """Weighted cross-entropy over answer tokens. lm_head runs only where a target is: full
     logits over ~700 positions x 32k words would cost far more than the rest of the step."""
     torch = require("torch", "torch", "the demo model")
     hidden = model.model(
@@ -222,7 +244,9 @@ def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
     targets = batch["labels"][:, 1:]
     keep = targets != -100
     logits = model.lm_head(hidden[:, :-1][keep])
-    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+    losses = torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="none")
+    weights = batch["weights"][:, 1:][keep]
+    return (losses * weights).sum() / weights.sum()
 
 
 def probe_backend(model: Any, processor: Any) -> HFLlavaBackend:
@@ -280,7 +304,7 @@ def train_to_format(
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            recent = (recent + [float(loss)])[-10:]
+            recent = (recent + [loss.item()])[-10:]
             if step % CHECK_EVERY == 0 and sum(recent) / len(recent) < CHECK_BELOW_LOSS:
                 model.eval()
                 rate = well_formed_rate(backend, probes)

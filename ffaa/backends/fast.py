@@ -147,6 +147,7 @@ class FastDecoder:
         self.warm = False
         self._cache = None
         self._compile_config = None
+        self._cache_name: str | None = None
         self._worker: concurrent.futures.ThreadPoolExecutor | None = None
 
     @property
@@ -198,9 +199,12 @@ class FastDecoder:
         return self._cache
 
     def _cache_kwarg(self) -> str:
-        """The name under which this transformers' LLaVA forward takes the cache."""
-        params = inspect.signature(self.model.forward).parameters
-        return "cache" if "cache" in params else "past_key_values"
+        """The name under which this transformers' LLaVA forward takes the cache ("cache" in
+        newer releases, "past_key_values" before)."""
+        if self._cache_name is None:
+            params = inspect.signature(self.model.forward).parameters
+            self._cache_name = "cache" if "cache" in params else "past_key_values"
+        return self._cache_name
 
     def _mode_kwargs(self) -> dict[str, Any]:
         """generate() arguments that turn compilation on or off."""

@@ -145,17 +145,25 @@ def group_size(model: Any, preferred: int = 128) -> int:
 
 
 def torchao_config(quant: str, device: str, group: int) -> Any:
-    """The torchao config object for `quant` on `device` (CUDA and CPU int4 use different layouts)."""
+    """The torchao config object for `quant` on `device` (CUDA and CPU int4 use different layouts).
+
+    `set_inductor_config=False`: torchao would otherwise switch on inductor's coordinate-descent
+    autotuning for the whole process, which multiplies the start-up compile time (and would also
+    slow every later compile of other models in the process).
+    """
     quantization = require("torchao.quantization", "gpu", f"--quant {quant}")
     if quant == "int8-ao":
-        return quantization.Int8WeightOnlyConfig()
+        return quantization.Int8WeightOnlyConfig(set_inductor_config=False)
     algorithm = "hqq" if quant == "int4-hqq" else "tinygemm"
     if device.startswith("cuda"):
         return quantization.Int4WeightOnlyConfig(
-            group_size=group, int4_packing_format="tile_packed_to_4d", int4_choose_qparams_algorithm=algorithm
+            group_size=group, int4_packing_format="tile_packed_to_4d", int4_choose_qparams_algorithm=algorithm,
+            set_inductor_config=False,
         )
     workflow = require("torchao.prototype.quantization.int4.inference_workflow", "gpu", f"--quant {quant} on CPU")
-    return workflow.PrototypeInt4WeightOnlyConfig(group_size=group, int4_choose_qparams_algorithm=algorithm)
+    return workflow.PrototypeInt4WeightOnlyConfig(
+        group_size=group, int4_choose_qparams_algorithm=algorithm, set_inductor_config=False
+    )
 
 
 def apply_torchao(model: Any, quant: str, device: str) -> Any:
