@@ -269,6 +269,17 @@ def well_formed_rate(backend: Any, rows: Sequence[Example], max_new_tokens: int 
     return sum(is_well_formed(g.text, r.verdict) for g, r in zip(gens, rows)) / max(len(rows), 1)
 
 
+def lr_factor(step: int, steps: int) -> float:
+    """Linear warm-up, then a cosine decay to a tenth: the verdict decision, learnt last,
+    wobbles at the full rate and settles only as the rate falls."""
+    import math
+
+    if step < WARMUP_STEPS:
+        return (step + 1) / WARMUP_STEPS
+    progress = min(1.0, (step - WARMUP_STEPS) / max(1, steps - WARMUP_STEPS))
+    return 0.1 + 0.45 * (1.0 + math.cos(math.pi * progress))
+
+
 def train_to_format(
     model: Any, processor: Any, *, seed: int = 0, steps: int = DEFAULT_STEPS,
     log: Callable[[str], None] | None = None,
@@ -289,7 +300,7 @@ def train_to_format(
     model.model.vision_tower.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=LEARNING_RATE, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / WARMUP_STEPS))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps))
     recent: list[float] = []
     passed, step = False, 0
     with torch.random.fork_rng(devices=[]):

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import inspect
+import os
 import sys
+import traceback
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -213,9 +215,10 @@ class FastDecoder:
         if self._compile_config is None:  # one object: transformers recompiles when it changes
             transformers = require("transformers", "torch", "compiled decoding")
             cuda = self.model.device.type == "cuda"
-            config = transformers.CompileConfig(
-                fullgraph=False, dynamic=False, mode="reduce-overhead" if cuda else "default"
-            )
+            # FFAA_COMPILE_MODE overrides torch.compile's mode (e.g. "default" drops CUDA graphs)
+            # for diagnosing a weight format whose kernels do not capture into a graph.
+            mode = os.environ.get("FFAA_COMPILE_MODE") or ("reduce-overhead" if cuda else "default")
+            config = transformers.CompileConfig(fullgraph=False, dynamic=False, mode=mode)
             config._compile_all_devices = True  # allow the CPU too when asked for explicitly
             self._compile_config = config
         return {"compile_config": self._compile_config}
@@ -298,6 +301,8 @@ class FastDecoder:
 def give_up(decoder: FastDecoder, exc: BaseException, log: Callable[[str], None] | None = None) -> str:
     """Release a decoder whose warm-up failed and say so; returns the reason as one line."""
     reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    if os.environ.get("FFAA_DEBUG"):
+        traceback.print_exception(exc, file=sys.stderr)
     (log or (lambda msg: print(msg, file=sys.stderr, flush=True)))(
         f"ffaa: compiled decoding failed at warm-up ({reason[:300]}); using plain generate")
     try:

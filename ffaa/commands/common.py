@@ -13,8 +13,9 @@ from ..types import DecodingSettings
 
 DEFAULT_MODEL = "thu-huangzc/ffaa-mistral-7b"
 DEMO_BANNER = (
-    "DEMO MODE: a tiny model with RANDOM weights answers; its text and verdicts are noise.\n"
-    "Use --model thu-huangzc/ffaa-mistral-7b (or a local folder) for real analysis."
+    "DEMO MODE: a tiny model with RANDOM weights, trained only to WRITE THE ANSWER FORMAT, answers.\n"
+    "Its descriptions, reasoning, verdicts, probabilities and match scores are NOISE: they say\n"
+    "nothing about the image. Use --model thu-huangzc/ffaa-mistral-7b (or a local folder) for real analysis."
 )
 
 
@@ -78,10 +79,10 @@ def load_backend(args: argparse.Namespace):
     options = LoadOptions(device=args.device, quant=args.quant, dtype=args.dtype, revision=args.revision,
                           compile=getattr(args, "compile", "auto"), compile_rows=getattr(args, "compile_rows", 3))
     if args.demo:
-        from ..backends.tiny import tiny_model_dir
+        from ..backends.demo import demo_model_dir
 
         print(DEMO_BANNER, file=sys.stderr)
-        return HFLlavaBackend.load(str(tiny_model_dir()), options, demo=True)
+        return HFLlavaBackend.load(str(demo_model_dir()), options, demo=True)
     return HFLlavaBackend.load(args.model, options)
 
 
