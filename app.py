@@ -8,9 +8,11 @@ import sys
 
 def main(argv=None) -> int:
     from ffaa.app import build_ui, launch
+    from ffaa.cli import quiet_third_party_logs
     from ffaa.commands.app import engine, parse_args, server_options, ui_options
     from ffaa.errors import FfaaError
 
+    quiet_third_party_logs()
     args = parse_args(argv)
     try:
         server = server_options(args)

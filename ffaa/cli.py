@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -48,7 +49,15 @@ def _version() -> str:
     return f"ffaa {__version__}"
 
 
+def quiet_third_party_logs() -> None:
+    """Silence import-time noise that says nothing to a user: torchao's optional CUDA kernels
+    failing to load on a CPU machine, and torch's notes about enums torchao registers."""
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_third_party_logs()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -45,6 +45,10 @@ DEFAULT_STEPS = 300
 # to follow it far sooner. The rows with an image teach it to do the same past an image.
 TEXT_ROWS = 8
 IMAGE_ROWS = 2
+# Random vocabulary rows scored against the targets' rows per step (see `answer_loss`).
+NEGATIVES = 2048
+# Steps with text-only rows (TEXT_ROWS + 2 * IMAGE_ROWS of them) before the image rows start.
+TEXT_ONLY_STEPS = 60
 LEARNING_RATE = 4e-3
 WARMUP_STEPS = 10
 # The verdict hangs on one token per answer; unweighted it is a rounding error in the mean loss
@@ -243,30 +247,45 @@ def _encode(processor: Any, rows: Sequence[Example], answers: Sequence[str]) -> 
     }
 
 
-def answer_loss(model: Any, batches: Sequence[dict[str, Any]]) -> Any:
+def answer_loss(model: Any, batches: Sequence[dict[str, Any]], negatives: Any = None) -> Any:
     """Weighted cross-entropy over the answer tokens of all `batches` (encoded apart so that
-    short text-only rows are not padded to the length of rows with an image). lm_head runs
-    only where a target is: full logits over ~700 positions x 32k words would cost more than
-    the rest of the step."""
+    short text-only rows are not padded to the length of rows with an image).
+
+    lm_head runs only at answer positions, and, when `negatives` (token ids) are given, only
+    over the rows of this step's target tokens plus those: a sampled softmax. The full 32k-word
+    softmax would be ~85% of a step's cost, and the words the answers never use need only be
+    pushed down now and then, not at every position of every step.
+    """
     torch = require("torch", "torch", "the demo model")
-    total, weight = 0.0, 0.0
+    hidden, targets, weights = [], [], []
     for batch in batches:
-        hidden = model.model(
+        states = model.model(
             input_ids=batch["input_ids"], pixel_values=batch["pixel_values"], attention_mask=batch["attention_mask"]
         ).last_hidden_state
-        targets = batch["labels"][:, 1:]
-        keep = targets != -100
-        logits = model.lm_head(hidden[:, :-1][keep])
-        losses = torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="none")
-        weights = batch["weights"][:, 1:][keep]
-        total, weight = total + (losses * weights).sum(), weight + weights.sum()
-    return total / weight
+        labels = batch["labels"][:, 1:]
+        keep = labels != -100
+        hidden.append(states[:, :-1][keep])
+        targets.append(labels[keep])
+        weights.append(batch["weights"][:, 1:][keep])
+    hidden, targets, weights = torch.cat(hidden), torch.cat(targets), torch.cat(weights)
+    head = model.lm_head.weight
+    if negatives is None:
+        logits = hidden @ head.T
+    else:
+        words = torch.unique(torch.cat([targets, negatives]))  # sorted
+        logits = hidden @ head[words].T
+        targets = torch.searchsorted(words, targets)
+    losses = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+    return (losses * weights).sum() / weights.sum()
 
 
-def training_batches(processor: Any, rng: random.Random, prompts: PromptSet) -> list[dict[str, Any]]:
+def training_batches(
+    processor: Any, rng: random.Random, prompts: PromptSet, text_only: bool = False
+) -> list[dict[str, Any]]:
     """One step's rows, text-only and with an image, each group encoded on its own."""
     batches = []
-    for count, with_image in ((TEXT_ROWS, False), (IMAGE_ROWS, True)):
+    groups = ((TEXT_ROWS + 2 * IMAGE_ROWS, False),) if text_only else ((TEXT_ROWS, False), (IMAGE_ROWS, True))
+    for count, with_image in groups:
         if count:
             rows = [sample_example(rng, prompts, with_image) for _ in range(count)]
             answers = [synthetic_answer(rng, r.verdict or rng.choice(_VERDICTS)) for r in rows]
@@ -327,12 +346,14 @@ def train_to_format(
     optimizer = torch.optim.AdamW(params, lr=LEARNING_RATE, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps))
     recent: list[float] = []
+    draw = torch.Generator().manual_seed(seed)
     passed, step = False, 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for step in range(1, steps + 1):
             model.train()
-            loss = answer_loss(model, training_batches(processor, rng, prompts))
+            negatives = torch.randint(0, len(processor.tokenizer), (NEGATIVES,), generator=draw)
+            loss = answer_loss(model, training_batches(processor, rng, prompts, step <= TEXT_ONLY_STEPS), negatives)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
