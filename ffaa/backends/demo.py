@@ -39,55 +39,51 @@ if TYPE_CHECKING:
 # Bump when the training recipe changes; cached builds of another format are rebuilt.
 DEMO_FORMAT = 1
 MARKER_FILE = "ffaa_demo.json"
-DEFAULT_STEPS = 300
+DEFAULT_STEPS = 160
 # Rows per step. Most are text-only: without the 576 image positions a row costs a fifth, and
 # the hypothesis word stands out among ~70 prompt tokens instead of ~650, so the model learns
 # to follow it far sooner. The rows with an image teach it to do the same past an image.
-TEXT_ROWS = 8
-IMAGE_ROWS = 2
+TEXT_ROWS = 6
+IMAGE_ROWS = 6
 # Random vocabulary rows scored against the targets' rows per step (see `answer_loss`).
 NEGATIVES = 2048
 # Steps with text-only rows (TEXT_ROWS + 2 * IMAGE_ROWS of them) before the image rows start.
 TEXT_ONLY_STEPS = 60
-LEARNING_RATE = 4e-3
+LEARNING_RATE = 6e-3
 WARMUP_STEPS = 10
 # The verdict hangs on one token per answer; unweighted it is a rounding error in the mean loss
 # and the model takes hundreds of steps to make it follow the hypothesis in the prompt.
-DECISION_WEIGHT = 10.0
-# Greedy probes on held-out images run every CHECK_EVERY steps once the loss is below this.
-CHECK_EVERY = 20
-CHECK_BELOW_LOSS = 0.6
-PROBE_IMAGES = 3
+DECISION_WEIGHT = 20.0
+# Greedy probes on held-out images run every CHECK_EVERY steps of the image phase once the
+# (sampled-softmax) loss is below CHECK_BELOW_LOSS.
+CHECK_EVERY = 10
+CHECK_BELOW_LOSS = 0.3
+PROBE_IMAGES = 4
 PROBE_MAX_TOKENS = 160
 _HELD_OUT = 1_000_003  # offsets the probes' image seed away from the training images'
 
 # -- phrase bank ---------------------------------------------------------------------------
 # Generic wording with a fixed skeleton per field: a 2-layer model learns it in seconds, and
 # greedy decoding follows one path through it instead of drifting between sentences.
-_OPENINGS = ("The crop shows", "The image shows", "This close-up shows")
-_PEOPLE = (
-    "a young woman", "a young man", "a middle-aged woman", "a middle-aged man",
-    "an elderly woman", "an elderly man", "a teenager",
-)
-_POSES = ("facing the camera", "turned a little to the left", "turned a little to the right", "tilting the head")
-_LIGHT = (
-    "under soft even light", "lit strongly from one side", "in dim light", "at a modest resolution",
-)
-_DETAILS = (
-    "the expression is neutral", "a slight smile is visible", "the eyes look straight ahead",
-    "short hair frames the forehead", "glasses sit on the nose",
-)
+_OPENINGS = ("The crop shows", "This close-up shows")
+_PEOPLE = ("a young woman", "a young man", "a middle-aged woman", "a middle-aged man", "an older woman", "an older man")
+_POSES = ("facing the camera", "turned slightly left", "turned slightly right")
+_LIGHT = ("in soft even light", "lit from one side", "in dim light")
 # The reasoning opens with a fixed, verdict-specific phrase: its first token is where the
 # answer commits to a verdict, so that is the one token that must follow the prompt.
 _REASONING_OPENINGS = {"real": "Nothing looks edited:", "fake": "Signs of editing appear:"}
 _CUES = {
     "real": (
-        "the skin keeps fine pores", "the shadows agree with the light", "both eyes carry matching highlights",
-        "the hairline meets the background cleanly", "the jaw outline is continuous", "the lips show natural texture",
+        "the skin keeps fine pores and the shadows agree with the light",
+        "both eyes carry matching highlights and the jaw outline is continuous",
+        "the hairline meets the background cleanly and the lips show natural texture",
+        "the skin tone is even from the forehead to the neck",
     ),
     "fake": (
-        "the cheeks look unnaturally smooth", "the skin tone shifts along the jaw", "a faint seam circles the face",
-        "the eye highlights do not match", "strands of hair dissolve into the background", "the teeth blur together",
+        "the cheeks look unnaturally smooth and a faint seam circles the face",
+        "the eye highlights do not match and the teeth blur together",
+        "strands of hair dissolve into the background and the skin tone shifts at the jaw",
+        "the face is sharper than the ears and the neck",
     ),
 }
 _FAKE_TYPES = ("Entire face synthesis", "Identity exchange", "Facial attribute manipulation")
@@ -100,13 +96,9 @@ def synthetic_answer(rng: random.Random, verdict: str) -> str:
     from ..prompts import load_answer_format
 
     real = verdict == "real"
-    cues = rng.sample(_CUES[verdict], 2)
     values = {
-        "description": (
-            f"{rng.choice(_OPENINGS)} {rng.choice(_PEOPLE)} {rng.choice(_POSES)} "
-            f"{rng.choice(_LIGHT)}; {rng.choice(_DETAILS)}."
-        ),
-        "reasoning": f"{_REASONING_OPENINGS[verdict]} {cues[0]}, and {cues[1]}.",
+        "description": f"{rng.choice(_OPENINGS)} {rng.choice(_PEOPLE)} {rng.choice(_POSES)}, {rng.choice(_LIGHT)}.",
+        "reasoning": f"{_REASONING_OPENINGS[verdict]} {rng.choice(_CUES[verdict])}.",
         "verdict": verdict,
         "probability": f"{rng.randint(2, 35) / 100:.2f}" if real else f"{rng.randint(65, 98) / 100:.2f}",
         "forgery_type": "None" if real else rng.choice(_FAKE_TYPES),
@@ -360,7 +352,8 @@ def train_to_format(
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             recent = (recent + [loss.item()])[-10:]
-            if step % CHECK_EVERY == 0 and sum(recent) / len(recent) < CHECK_BELOW_LOSS:
+            ready = step > TEXT_ONLY_STEPS and sum(recent) / len(recent) < CHECK_BELOW_LOSS
+            if step % CHECK_EVERY == 0 and ready:
                 model.eval()
                 rate = well_formed_rate(backend, probes)
                 if log:
