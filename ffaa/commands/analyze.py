@@ -67,5 +67,5 @@ def _header(path: str, report) -> str:
     lines = [f"== {path} — {where}"]
     lines += [f"   note: {w}" for w in (*report.image.notes, *report.warnings)]
     if report.provenance.demo:
-        lines.append("   (demo model: random weights, noise)")
+        lines.append("   (demo model: trained only to write the format; its content is noise)")
     return "\n".join(lines)
