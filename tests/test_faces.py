@@ -197,3 +197,20 @@ def test_auto_mode_falls_back_to_the_whole_image_with_a_note(astronaut):
 def test_unknown_mode():
     with pytest.raises(ValueError, match="unknown face mode"):
         crop_faces(Image.new("RGB", (8, 8)), "first")
+
+
+def test_weak_extra_detections_are_dropped_but_the_best_face_stays():
+    from PIL import ImageOps
+    from skimage import data
+
+    from ffaa.faces import EXTRA_FACE_MIN_SCORE, detect_faces
+
+    base = Image.fromarray(data.astronaut())
+    for i in range(8):  # rescaled copies where dlib also fires weakly on the mission patch
+        variant = (ImageOps.mirror(base) if i % 2 else base).resize((512 - 16 * i,) * 2)
+        faces = detect_faces(variant)
+        assert len(faces) == 1 and faces[0].score > EXTRA_FACE_MIN_SCORE
+    pair = Image.new("RGB", (1024, 512))
+    pair.paste(base, (0, 0))
+    pair.paste(ImageOps.mirror(base), (512, 0))
+    assert len(detect_faces(pair)) == 2

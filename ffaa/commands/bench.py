@@ -30,6 +30,9 @@ def add_parser(sub) -> None:
     p.add_argument("--jsonl", default=None, metavar="FILE", help="append each flow's figures as a JSON line as it lands")
     p.add_argument("--markdown", default=None, metavar="FILE", help="also write the table as Markdown")
     p.add_argument("--with-decider", action="store_true", help="also time the decider (MIDS when available)")
+    p.add_argument("--batch", nargs="*", default=None, metavar="IMAGE",
+                   help="instead: images/s of whole analyses, one image at a time vs batched across images, "
+                        "and triage (default images: 8 variants of the sample face)")
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -44,6 +47,8 @@ def parse_list(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.batch is not None:
+        return run_batch_bench(args)
     from PIL import Image
 
     from ..backends.quant import QUANT_CHOICES
@@ -107,3 +112,44 @@ def _sample() -> Path:
     from ..demo_image import sample_face_path
 
     return sample_face_path()
+
+
+def run_batch_bench(args: argparse.Namespace) -> int:
+    """`ffaa bench --batch`: the batch runner's throughput on one assistant, same run."""
+    from ..batch.bench import bench_batch
+
+    images = args.batch or [str(p) for p in _sample_variants(8)]
+    result = bench_batch(lambda: _bench_assistant(args), images)
+    print(result.table())
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(dataclasses.asdict(result), indent=2))
+    return 0
+
+
+def _bench_assistant(args: argparse.Namespace):
+    """An assistant whose answers all have the forced length, so both flows do the same work."""
+    from ..pipeline import AnalysisOptions, Assistant
+    from ..types import DecodingSettings
+
+    decoding = DecodingSettings(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
+                                stop_at_answer_end=False)
+    options = AnalysisOptions(face_mode="auto", decoding=decoding)
+    return Assistant(load_backend(args), load_decider(args), options=options)
+
+
+def _sample_variants(count: int) -> list[Path]:
+    """Distinct images of the sample face (mirrored, rescaled), so content hashes differ."""
+    import tempfile
+
+    from PIL import Image, ImageOps
+
+    base = Image.open(_sample()).convert("RGB")
+    folder = Path(tempfile.mkdtemp(prefix="ffaa_bench_"))
+    paths = []
+    for i in range(count):
+        image = ImageOps.mirror(base) if i % 2 else base
+        size = 512 - 16 * i
+        path = folder / f"face_{i}.png"
+        image.resize((size, size)).save(path)
+        paths.append(path)
+    return paths

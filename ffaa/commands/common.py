@@ -109,7 +109,7 @@ def load_decider(args: argparse.Namespace):
     except ImportError:
         return MajorityDecider()
     if args.demo and not args.mids:
-        return MidsDecider.tiny(seed=args.seed)
+        return MidsDecider.tiny(seed=getattr(args, "seed", 0))
     path = find_mids(args)
     return MidsDecider.from_pretrained(path, device=args.device) if path else MajorityDecider()
 
