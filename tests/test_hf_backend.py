@@ -118,3 +118,20 @@ def test_closing_a_stream_stops_generation_and_frees_the_model(backend, images, 
     assert lengths and lengths[0] < 400
     assert backend._lock.acquire(timeout=5)
     backend._lock.release()
+
+
+def test_hub_id_with_a_cached_conversion_needs_no_network(shared_fixtures, tmp_path, monkeypatch):
+    import ffaa.backends.convert as convert
+    import ffaa.backends.hf_llava as hf
+
+    monkeypatch.setenv("FFAA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(convert, "download_checkpoint",
+                        lambda repo, revision=None: shared_fixtures / "llava" / "tiny_original")
+    first = convert.ensure_converted("someone/ffaa-tiny")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the hub was contacted")
+
+    monkeypatch.setattr(convert, "download_checkpoint", no_network)
+    monkeypatch.setattr(hf, "_hub_reachable", no_network)
+    assert locate_model("someone/ffaa-tiny") == first

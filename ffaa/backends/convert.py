@@ -900,9 +900,10 @@ def ensure_converted(
         final = _cache_folder(root, _local_name(src), f"local:{src}")
     else:
         repo_id = _check_hub_id(str(src_or_hub_id))
-        final = _cache_folder(root, repo_id.replace("/", "--"), f"hub:{repo_id}@{revision or 'main'}")
-        if _cache_is_valid(final, None):
+        final = cached_conversion(repo_id, cache_dir, revision=revision)
+        if final is not None:
             return final
+        final = _cache_folder(root, repo_id.replace("/", "--"), f"hub:{repo_id}@{revision or 'main'}")
         src = download_checkpoint(repo_id, revision)
     if not is_original_llava_checkpoint(src):
         raise CheckpointError(f"{src} is not an original-format LLaVA checkpoint (see its config.json)")
@@ -914,6 +915,15 @@ def ensure_converted(
         lambda tmp: convert_original_checkpoint(src, tmp),
         done=lambda folder: _cache_is_valid(folder, fingerprint),
     )
+
+
+def cached_conversion(
+    repo_id: str, cache_dir: str | os.PathLike[str] | None = None, *, revision: str | None = None
+) -> Path | None:
+    """The finished conversion of hub checkpoint `repo_id`, if one is cached (no network)."""
+    root = Path(cache_dir).expanduser() if cache_dir is not None else ffaa_cache_root()
+    final = _cache_folder(root, repo_id.replace("/", "--"), f"hub:{repo_id}@{revision or 'main'}")
+    return final if _cache_is_valid(final, None) else None
 
 
 def _check_hub_id(value: str) -> str:

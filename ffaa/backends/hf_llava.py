@@ -112,21 +112,71 @@ def _from_hub(repo_id: str, revision: str | None) -> Path:
     repos (llava-hf) are used as downloaded. Only config.json is fetched to tell them apart."""
     from .convert import ensure_converted, is_original_llava_checkpoint
 
+    from .convert import cached_conversion
+
     hub = require("huggingface_hub", "torch", "downloading models")
+    cached = cached_conversion(repo_id, revision=revision) or _cached_snapshot(hub, repo_id, revision)
+    if cached is not None:
+        return cached
+    if not _hub_reachable(hub):
+        raise WeightsNotFoundError(_offline_message(repo_id, "the hub cannot be reached from here"))
     try:
         config = Path(hub.hf_hub_download(repo_id, "config.json", revision=revision))
     except Exception as exc:  # offline, unknown repo, auth: all end the same way for a user
-        raise WeightsNotFoundError(
-            f"cannot get '{repo_id}' from the Hugging Face hub ({type(exc).__name__}). Download it "
-            f"where the hub is reachable (`huggingface-cli download {repo_id} --local-dir DIR`; "
-            "FFAA's 7B checkpoint is about 15 GB) and pass --model DIR."
-        ) from None
+        raise WeightsNotFoundError(_offline_message(repo_id, type(exc).__name__)) from None
     if is_original_llava_checkpoint(config.parent):
         return ensure_converted(repo_id, revision=revision)
     try:
         return Path(hub.snapshot_download(repo_id, revision=revision))
     except Exception as exc:
         raise WeightsNotFoundError(f"cannot download '{repo_id}': {type(exc).__name__}: {exc}") from None
+
+
+def _cached_snapshot(hub, repo_id: str, revision: str | None) -> Path | None:
+    """A transformers-layout repo already in the hub cache (used without any network)."""
+    from .convert import is_original_llava_checkpoint
+
+    try:
+        folder = Path(hub.snapshot_download(repo_id, revision=revision, local_files_only=True))
+    except Exception:  # not cached (or incompletely): the caller downloads
+        return None
+    has_weights = any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
+    if not has_weights or not (folder / "config.json").is_file():
+        return None
+    if is_original_llava_checkpoint(folder):
+        from .convert import ensure_converted
+
+        return ensure_converted(repo_id, revision=revision)
+    return folder
+
+
+def _offline_message(repo_id: str, why: str) -> str:
+    return (
+        f"cannot get '{repo_id}' from the Hugging Face hub ({why}). Download it where the hub is "
+        f"reachable (`huggingface-cli download {repo_id} --local-dir DIR`; FFAA's 7B checkpoint is "
+        "about 15 GB) and pass --model DIR."
+    )
+
+
+def _hub_reachable(hub, timeout: float = 3.0) -> bool:
+    """A quick name lookup and connect to the hub's host, so that an offline machine gets one
+    clear message at once instead of the client's retries (about half a minute).
+
+    With HF_HUB_OFFLINE set the hub client only reads its cache, so there is nothing to check.
+    """
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return True
+    url = urlparse(getattr(hub.constants, "ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 class _AnswerEnd:

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             reports = assistant.analyze_jobs(jobs)
         except FfaaError as exc:
             failures += 1
-            print(f"error: {path}: {exc}", file=sys.stderr)
+            print(f"error: {exc}", file=sys.stderr)  # input errors name their file
             continue
         for job, report in zip(jobs, reports):
             if args.heatmap:
