@@ -16,11 +16,11 @@ are counted and listed, never guessed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..jsonio import read_json
 from .labels import MAX_LISTED, Label, LabelSet, build_label_set, parse_label
 from .matching import normalize_id
 
@@ -61,12 +61,8 @@ def find_sets(root: Path) -> list[Path]:
 
 def load_set_json(path: Path) -> list[tuple[str, Label | None, str | None]]:
     """Rows (where, label or None, problem) of one `<set>.json`; ids are `<set>/imgs/<name>`."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the set's labels ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object mapping file name -> label")
+    data = read_json(path, expect=dict, error=InputError, unreadable="{path}: cannot read the set's labels ({exc})",
+                     wrong_type="{path}: expected a JSON object mapping file name -> label")
     subset = path.stem
     folder = path.parent
     rows: list[tuple[str, Label | None, str | None]] = []

@@ -480,14 +480,12 @@ def evaluate_explanations(
         per["rouge_l_rouge_score"] = list(rouge_score_l(preds, refs))
         css_mean = bert_mean = None
         if options.css:
-            css, css_info = _optional(lambda: css_scores(preds, refs, options.css_model), "CSS", notes)
-            per["css"] = list(css) if css else [None] * len(keys)
-            css_mean = sum(css) / len(css) if css else None
+            css_mean, css_info = _optional_column(
+                per, "css", len(keys), lambda: css_scores(preds, refs, options.css_model), "CSS", notes)
         if options.bertscore:
-            bert, bert_info = _optional(
+            bert_mean, bert_info = _optional_column(
+                per, "bertscore_f1", len(keys),
                 lambda: bertscore_f1(preds, refs, options.bertscore_model, options.bertscore_layers), "BERTScore", notes)
-            per["bertscore_f1"] = list(bert) if bert else [None] * len(keys)
-            bert_mean = sum(bert) / len(bert) if bert else None
         rs = per["rouge_l_rouge_score"]
         corpus = CorpusScores(len(referenced), *coco.bleu, coco.rouge_l, sum(rs) / len(rs), coco.meteor, coco.cider,
                               css_mean, bert_mean)
@@ -523,6 +521,14 @@ def _optional(fn, name: str, notes: list[str]):
     except (MissingDependencyError, MetricUnavailable) as exc:
         notes.append(f"{name} skipped: {exc}")
         return None, None
+
+
+def _optional_column(per: dict[str, list], key: str, n: int, fn, name: str, notes: list[str]):
+    """Run an optional per-item metric into `per[key]` (None for every item when it was skipped,
+    so the items still line up); returns its corpus mean (None when skipped) and its model info."""
+    values, info = _optional(fn, name, notes)
+    per[key] = list(values) if values else [None] * n
+    return (sum(values) / len(values) if values else None), info
 
 
 def _item(pair: Pair, position: int | None, per: dict[str, list]) -> ItemScores:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ffaa.jsonio import read_json
 from ffaa.parsing import mask_for_mids, parse_answer
 from ffaa.types import ForensicReport, Verdict
 
@@ -156,12 +157,8 @@ def load_mids_data(path: str | Path, image_root: str | Path | None = None) -> Lo
     from ffaa.errors import InputError
 
     path = Path(path)
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read MIDS data {path}: {exc}") from exc
-    if not isinstance(rows, list):
-        raise InputError(f"{path}: expected a JSON list of rows")
+    rows = read_json(path, expect=list, error=InputError, unreadable="cannot read MIDS data {path}: {exc}",
+                     wrong_type="{path}: expected a JSON list of rows")
     root = Path(image_root) if image_root is not None else path.parent
     samples, skipped = [], Counter()
     for row in rows:

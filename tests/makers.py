@@ -1,4 +1,5 @@
-"""Small generators of test inputs: images in awkward modes, broken files, short videos.
+"""Small generators of test inputs: images in awkward modes, broken files, short videos, and a
+free port for the app's test servers.
 
 Everything is made in the test's tmp_path from numbers, so the tests need no data files.
 """
@@ -6,6 +7,7 @@ Everything is made in the test's tmp_path from numbers, so the tests need no dat
 from __future__ import annotations
 
 import io
+import socket
 import struct
 import zlib
 from pathlib import Path
@@ -124,3 +126,10 @@ def face_frames(face: np.ndarray, count: int, size: tuple[int, int] = (160, 160)
         canvas[y : y + face.shape[0], x : x + face.shape[1]] = face[: height - y, : width - x]
         frames.append(canvas)
     return frames
+
+
+def free_port() -> int:
+    """A localhost TCP port that was free just now, so a test server does not clash with another."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -7,7 +7,6 @@ The assistant runs the rule-based ScriptedBackend, so the analysis is real code 
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import pytest
@@ -25,6 +24,7 @@ from ffaa.backends.scripted import ScriptedBackend
 from ffaa.decision import MajorityDecider
 from ffaa.pipeline import Assistant
 from ffaa.report import report_from_dict
+from makers import free_port
 
 
 class TimedBackend(ScriptedBackend):
@@ -40,12 +40,6 @@ class TimedBackend(ScriptedBackend):
         out = super().generate(requests, settings)
         self.spans.append((start, time.perf_counter()))
         return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from ffaa.app.ui import UiOptions
 from ffaa.backends.scripted import ScriptedBackend
 from ffaa.decision import MajorityDecider
 from ffaa.pipeline import Assistant
+from makers import free_port
 
 BROWSER_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking"]
@@ -52,12 +52,6 @@ class EchoBackend(ScriptedBackend):
         for i, word in enumerate(words):
             time.sleep(self.delay)
             yield word if i == 0 else " " + word
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

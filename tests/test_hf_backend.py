@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ffaa.backends.base import GenerationRequest
 from ffaa.backends.hf_llava import HFLlavaBackend, LoadOptions, _cut_after_answer, locate_model
 from ffaa.bench import candidate_requests, run_bench
 from ffaa.errors import CheckpointError, FfaaError, WeightsNotFoundError

@@ -3,12 +3,11 @@ safetensors conversion, and precise errors for files that do not fit."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 from ffaa.mids.checkpoint import (
     convert_mids,
@@ -26,26 +25,11 @@ from ffaa.errors import CheckpointError
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks run faster on one thread, and do not fight other processes for the CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-
 @pytest.fixture(scope="module")
-def golden(shared_fixtures):
-    folder = shared_fixtures / "mids"
-    if not (folder / "golden_tiny.safetensors").is_file():
-        pytest.skip(f"MIDS golden fixtures missing in {folder}")
-    meta = json.loads((folder / "golden_tiny.json").read_text())
-    raw = load_file(str(folder / "golden_tiny.safetensors"))  # FFAA's transformers-4 names
-    tensors = load_file(str(folder / "golden_tiny_intermediates.safetensors"))
+def golden(mids_golden):
+    meta = mids_golden.meta
     config = MidsConfig(clip=meta["clip_vision_config"], t5=meta["t5_config"], dim=meta["mids_dim"])
-    return meta, raw, tensors, config
+    return meta, mids_golden.raw, mids_golden.tensors, config
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 from ffaa.mids.data import labelled_images, load_mids_data, write_mids_data
 from PIL import Image
 
-from ffaa.cli import main
+from ffaa.cli import build_parser, main
 from ffaa.decision import MajorityDecider
 from ffaa.parsing import parse_answer
 from ffaa.types import (
@@ -32,15 +33,6 @@ from test_mids_train import write_dataset
 
 ANSWER = ("Image description: A face.\nForgery reasoning: {r}\nAnalysis result: {v}\n"
           "Probability: 0.5\nForgery type: None")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks run faster on one thread, and do not fight other processes for the CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def report(path: Path, verdicts, crop=None) -> ForensicReport:
@@ -111,6 +103,7 @@ def test_mids_data_command(tmp_path, monkeypatch, capsys):
         seen["no_mids"] = args.no_mids
         return FakeAssistant()
 
+    build_parser()  # import every command now: one first imported under the patch would keep the fake
     monkeypatch.setattr("ffaa.commands.common.build_assistant", fake_build)
     out = tmp_path / "out" / "data.json"
     assert main(["mids-data", str(tmp_path / "set"), "--out", str(out)]) == 0

@@ -9,6 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 from ffaa.mids.decider import MidsDecider
 from ffaa.mids.preprocess import clip_image_processor, pixel_values
@@ -23,16 +24,6 @@ ANSWER = ("Image description: {d}\nForgery reasoning: {r}\nAnalysis result: {v}\
           "Probability: 0.5\nForgery type: None")
 REASONS = ["The skin around the eyes is too smooth.", "Lighting and shadows are consistent.",
            "A blending boundary is visible along the jaw."]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks run faster on one thread, and do not fight other processes for the CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 
 def candidates(verdicts, reasons=REASONS, description="A young woman facing the camera."):

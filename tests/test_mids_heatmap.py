@@ -9,6 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 from ffaa.mids.decider import MidsDecider
 from ffaa.mids.heatmap import clip_view, explain, grad_cam, target_for
@@ -16,16 +17,6 @@ from ffaa.mids.preprocess import pixel_values, tokenize
 from PIL import Image
 
 TEXT = "Image description: A young woman.\nForgery reasoning: The skin around the eyes is too smooth."
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks run faster on one thread, and do not fight other processes for the CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 from ffaa.mids.net import (
     MidsConfig,
@@ -20,30 +21,14 @@ from ffaa.mids.net import (
     group_padding_mask,
     normalise_key,
 )
-from safetensors.torch import load_file
 
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks run faster on one thread, and do not fight other processes for the CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-
 @pytest.fixture(scope="module")
-def golden(shared_fixtures):
-    folder = shared_fixtures / "mids"
-    if not (folder / "golden_tiny.safetensors").is_file():
-        pytest.skip(f"MIDS golden fixtures missing in {folder}")
-    meta = json.loads((folder / "golden_tiny.json").read_text())
-    tensors = load_file(str(folder / "golden_tiny_intermediates.safetensors"))
-    weights = {normalise_key(k): v for k, v in load_file(str(folder / "golden_tiny.safetensors")).items()}
-    return meta, tensors, weights
+def golden(mids_golden):
+    weights = {normalise_key(k): v for k, v in mids_golden.raw.items()}
+    return mids_golden.meta, mids_golden.tensors, weights
 
 
 def golden_net(meta, weights, attn="sdpa"):

@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("sklearn")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 from ffaa.mids.data import Augment, class_label, load_mids_data, make_batch
 from ffaa.mids.decider import MidsDecider
@@ -21,16 +22,6 @@ ANSWER = ("Image description: A face in {light} lighting.\nForgery reasoning: {r
           "Analysis result: {claim}\nProbability: 0.5\nForgery type: None")
 REASON = {"fake": "The skin is too smooth and the jaw boundary is blurred.",
           "real": "Lighting and shadows are consistent and the organs look natural."}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks run faster on one thread, and do not fight other processes for the CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 
 def write_dataset(folder, n, seed=0, bad_rows=False):

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError, WeightsNotFoundError
+from ..jsonio import read_json
 from ..lazy import require
 
 if TYPE_CHECKING:
@@ -197,13 +198,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return data
+    return read_json(path, expect=dict, error=CheckpointError, unreadable="cannot read {path}: {exc}",
+                     wrong_type="{path}: expected a JSON object")
 
 
 # --------------------------------------------------------------------------------------------

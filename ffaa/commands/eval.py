@@ -201,22 +201,30 @@ def _headline(r) -> str:
 
 def run_ensemble(args: argparse.Namespace) -> int:
     from ..eval.ensemble import evaluate_ensemble, load_table, to_markdown
-    from ..eval.results import write_json
     from ..types import Verdict
 
     result = evaluate_ensemble(load_table(args.table), args.threshold, Verdict(args.tie))
-    text = to_markdown(result)
-    print(text, end="")
-    if args.out:
-        md = args.out / "ensemble.md"
-        _write_text(md, text)
-        _print_written([write_json(result, args.out / "ensemble.json"), md])
+    _show_and_save(result, to_markdown(result), args.out, "ensemble")
     return 0
 
 
 def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+
+
+def _show_and_save(result, text: str, out: Path | None, name: str) -> None:
+    """Print a result's Markdown; with --out also save it as NAME.md and the result as NAME.json.
+
+    The ensemble, explanations and judge commands all report this way, so their files match.
+    """
+    from ..eval.results import write_json
+
+    print(text, end="")
+    if out:
+        md = out / f"{name}.md"
+        _write_text(md, text)
+        _print_written([write_json(result, out / f"{name}.json"), md])
 
 
 def _load_pairing(args: argparse.Namespace):
@@ -239,7 +247,6 @@ def run_explanations(args: argparse.Namespace) -> int:
         evaluate_explanations,
         to_markdown,
     )
-    from ..eval.results import write_json
 
     preds, refs, pairing, inputs = _load_pairing(args)
     options = ExplanationOptions(
@@ -248,12 +255,7 @@ def run_explanations(args: argparse.Namespace) -> int:
         bertscore_layers=args.bertscore_layer,
     )
     result = evaluate_explanations(preds, refs, pairing, options, inputs)
-    text = to_markdown(result)
-    print(text, end="")
-    if args.out:
-        md = args.out / "explanations.md"
-        _write_text(md, text)
-        _print_written([write_json(result, args.out / "explanations.json"), md])
+    _show_and_save(result, to_markdown(result), args.out, "explanations")
     return 0
 
 
@@ -283,7 +285,6 @@ def run_judge(args: argparse.Namespace) -> int:
     from ..eval.judge import run_judge as judge_all
     from ..eval.labels import load_labels
     from ..eval.matching import PathIndex
-    from ..eval.results import write_json
     from ..types import DecodingSettings
     from .common import load_backend
 
@@ -312,12 +313,7 @@ def run_judge(args: argparse.Namespace) -> int:
     result = judge_all(judge, pairing, labels=label_of, limit=args.limit, inputs=inputs,
                        provenance=preds.provenance, progress=progress)
     print(file=sys.stderr)
-    text = to_markdown(result)
-    print(text, end="")
-    if args.out:
-        md = args.out / "judge.md"
-        _write_text(md, text)
-        _print_written([write_json(result, args.out / "judge.json"), md])
+    _show_and_save(result, to_markdown(result), args.out, "judge")
     return 0
 
 
