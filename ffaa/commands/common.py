@@ -88,6 +88,8 @@ def load_backend(args: argparse.Namespace):
 
 
 def find_mids(args: argparse.Namespace) -> Path | None:
+    """MIDS weights: --mids, else `mids.pth` beside a local model, else in the model's hub repo
+    (FFAA ships it there). None when there are none: the caller falls back to majority vote."""
     if args.no_mids:
         return None
     if args.mids:
@@ -95,8 +97,22 @@ def find_mids(args: argparse.Namespace) -> Path | None:
         if not path.is_file():
             raise FfaaError(f"MIDS weights not found: {path}")
         return path
-    beside = Path(args.model).expanduser() / "mids.pth"
-    return beside if beside.is_file() else None
+    local = Path(args.model).expanduser()
+    if local.exists():
+        beside = local / "mids.pth"
+        return beside if beside.is_file() else None
+    return _mids_from_hub(args.model, args.revision)
+
+
+def _mids_from_hub(repo_id: str, revision: str | None) -> Path | None:
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id, "mids.pth", revision=revision))
+    except Exception as exc:  # not in the repo, offline, no access: decide without MIDS
+        print(f"note: no MIDS weights from {repo_id} ({type(exc).__name__}); deciding by majority vote "
+              "of the parsed verdicts (give --mids PATH to use MIDS)", file=sys.stderr)
+        return None
 
 
 def load_decider(args: argparse.Namespace):
@@ -119,8 +135,9 @@ def build_assistant(args: argparse.Namespace):
     (a progress message, about a minute on a GPU), so the compile never lands in a request."""
     from ..pipeline import Assistant
 
+    options = analysis_options(args)  # first: a bad flag must not wait for a model to load
     backend = load_backend(args)
     warmup = getattr(backend, "warmup", None)
     if warmup is not None:
         warmup()
-    return Assistant(backend, load_decider(args), options=analysis_options(args))
+    return Assistant(backend, load_decider(args), options=options)

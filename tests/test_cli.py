@@ -1,0 +1,48 @@
+"""The command line: help, one-line errors, where MIDS weights are looked for."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from ffaa.cli import build_parser, main
+from ffaa.commands.common import find_mids
+from ffaa.errors import FfaaError
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("analyze", "batch", "app", "eval", "bench", "convert-mids"):
+        assert command in out
+
+
+def _args(**kw):
+    base = dict(no_mids=False, mids=None, model="thu-huangzc/ffaa-mistral-7b", revision=None)
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_mids_lookup(tmp_path, monkeypatch, capsys):
+    assert find_mids(_args(no_mids=True)) is None
+    with pytest.raises(FfaaError, match="MIDS weights not found"):
+        find_mids(_args(mids=str(tmp_path / "nope.pth")))
+    assert find_mids(_args(model=str(tmp_path))) is None
+    (tmp_path / "mids.pth").write_bytes(b"x")
+    assert find_mids(_args(model=str(tmp_path))) == tmp_path / "mids.pth"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert find_mids(_args(model="nobody/no-such-model")) is None
+    assert "majority vote" in capsys.readouterr().err
+
+
+def test_options_are_checked_before_any_model_is_loaded(capsys):
+    code = main(["analyze", "x.png", "--model", "/nowhere/model", "--device", "cpu", "--max-new-tokens", "0"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == "error: --max-new-tokens must be at least 1"
+
+
+def test_parser_builds_without_heavy_imports():
+    parser = build_parser()
+    args = parser.parse_args(["analyze", "a.png", "--json"])
+    assert args.json and args.images == ["a.png"]
