@@ -18,7 +18,7 @@ greedy tokens and verdict-position logits are compared with bf16's (random weigh
 measures numerical drift, not accuracy).
 
 `--dry-run` runs the same steps on tiny shapes on the CPU (no GPU needed), for tests.
-See scripts/gpu_bench.md for the wheels to carry and the command line.
+See scripts/gpu_bench.md for the wheels to bring to an offline machine and the command line.
 """
 
 from __future__ import annotations
