@@ -158,7 +158,8 @@ def test_vision_tower_comes_from_the_checkpoint(model_and_processor, original: P
     model, _ = model_and_processor
     source = load_file(str(original / "model.safetensors"))
     stand_in = load_file(str(llava_dir / "tiny_clip_vit_336" / "model.safetensors"))
-    ours = model.model.vision_tower.embeddings.patch_embedding.weight.detach()
+    tower = model.model.vision_tower
+    ours = getattr(tower, "vision_model", tower).embeddings.patch_embedding.weight.detach()  # older releases nest it
     key = "embeddings.patch_embedding.weight"
     assert torch.equal(ours, source["model.vision_tower.vision_tower.vision_model." + key])
     assert not torch.equal(ours, stand_in["vision_model." + key])

@@ -129,43 +129,51 @@ def test_prompts_are_padded_to_the_bucket(static):
 
 
 class _Force:
-    """Logits processor that makes the model write `ids`, then EOS."""
+    """Forward hook on the output head that makes the model write `ids`, then EOS, whichever
+    loop drives it (`generate` or ffaa's own); `reset` before each call."""
 
     def __init__(self, ids, eos):
-        self.ids, self.eos, self.start = ids, eos, None
+        self.ids, self.eos, self.step = ids, eos, 0
 
-    def __call__(self, input_ids, scores):
-        if self.start is None:
-            self.start = input_ids.shape[1]
-        step = input_ids.shape[1] - self.start
-        token = self.ids[step] if step < len(self.ids) else self.eos
-        forced = torch.full_like(scores, float("-inf"))
-        forced[:, token] = 0.0
+    def reset(self):
+        self.step = 0
+
+    def __call__(self, module, args, logits):
+        token = self.ids[self.step] if self.step < len(self.ids) else self.eos
+        self.step += 1
+        forced = torch.full_like(logits, -1e4)
+        forced[..., token] = 0.0
         return forced
 
 
 def _forcing(backend, monkeypatch):
     ids = backend.tokenizer(ANSWER, add_special_tokens=False).input_ids
-    original = backend.model.generate
+    forcer = _Force(ids, backend.tokenizer.eos_token_id)
+    handle = backend.model.get_output_embeddings().register_forward_hook(forcer)
+    original = backend.generate
 
     @functools.wraps(original)
     def generate(*args, **kwargs):
-        forcer = _Force(ids, backend.tokenizer.eos_token_id)
-        return original(*args, logits_processor=transformers.LogitsProcessorList([forcer]), **kwargs)
+        forcer.reset()
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(backend.model, "generate", generate)
-    return len(ids)
+    monkeypatch.setattr(backend, "generate", generate)
+    return len(ids), handle
 
 
 def test_answer_end_stop_never_changes_parsed_fields(plain, static, monkeypatch):
-    total = _forcing(plain, monkeypatch)
-    _forcing(static, monkeypatch)
-    reqs = requests(3)
+    total, plain_hook = _forcing(plain, monkeypatch)
+    _, static_hook = _forcing(static, monkeypatch)
+    request_list = requests(3)
     no_stop = DecodingSettings(max_new_tokens=total + 8, stop_at_answer_end=False)
     stop = DecodingSettings(max_new_tokens=total + 8, stop_at_answer_end=True)
-    full = plain.generate(reqs, no_stop)
-    cut_plain = plain.generate(reqs, stop)
-    cut_static = static.generate(reqs, stop)
+    try:
+        full = plain.generate(request_list, no_stop)
+        cut_plain = plain.generate(request_list, stop)
+        cut_static = static.generate(request_list, stop)
+    finally:
+        plain_hook.remove()
+        static_hook.remove()
     assert all(g.stopped_by == "eos" and "I hope" in g.text for g in full)
     for f, a, b in zip(full, cut_plain, cut_static):
         want = parse_answer(f.text).answer
@@ -212,3 +220,62 @@ def test_failed_warmup_falls_back_to_plain_decoding(tiny_dir, plain, monkeypatch
     assert "using plain generate" in messages[-1]
     reqs = requests(2)
     assert [g.text for g in backend.generate(reqs, GREEDY)] == [g.text for g in plain.generate(reqs, GREEDY)]
+
+
+@pytest.fixture(scope="module")
+def via_generate(tiny_dir):
+    """The static decoder with transformers' `generate` as its loop, to compare ffaa's loop with."""
+    import dataclasses
+
+    backend = load(tiny_dir, "static")
+    backend.fast.settings = dataclasses.replace(backend.fast.settings, loop="generate")
+    yield backend
+    backend.fast.close()
+
+
+@pytest.mark.parametrize("max_new,min_new", [(12, 0), (20, 5), (7, 7)])
+def test_own_loop_equals_generate_on_the_same_cache(static, via_generate, max_new, min_new):
+    settings = DecodingSettings(max_new_tokens=max_new, min_new_tokens=min_new, stop_at_answer_end=True)
+    reqs = requests(4, 2)
+    assert static.fast._greedy_loop(static, settings) is not None
+    assert via_generate.fast._greedy_loop(via_generate, settings) is None
+    assert static.generate(reqs, settings) == via_generate.generate(reqs, settings)
+
+
+def test_own_loop_stops_like_generate(static, via_generate, monkeypatch):
+    """Forced answers with an early end-of-sequence and an answer end: same texts, same token
+    counts, same reasons, because both check the answer end after the same tokens."""
+    total, own_hook = _forcing(static, monkeypatch)
+    _, gen_hook = _forcing(via_generate, monkeypatch)
+    try:
+        for settings in (DecodingSettings(max_new_tokens=total + 8, stop_at_answer_end=True),
+                         DecodingSettings(max_new_tokens=total + 8, stop_at_answer_end=False),
+                         DecodingSettings(max_new_tokens=total - 3, stop_at_answer_end=False)):
+            own, gen = static.generate(requests(2), settings), via_generate.generate(requests(2), settings)
+            assert own == gen
+            assert {g.stopped_by for g in own} == {
+                "answer_end" if settings.stop_at_answer_end else
+                "eos" if settings.max_new_tokens > total else "max_new_tokens"}
+    finally:
+        own_hook.remove()
+        gen_hook.remove()
+
+
+def test_a_generation_config_with_extra_processors_keeps_generate(tiny_dir, plain, capsys):
+    backend = load(tiny_dir, "static")
+    try:
+        backend.model.generation_config.repetition_penalty = 1.3
+        plain.model.generation_config.repetition_penalty = 1.3
+        reqs = requests(3)
+        got = backend.generate(reqs, GREEDY)
+        assert backend.fast.settings.loop == "generate"
+        assert "repetition_penalty=1.3" in capsys.readouterr().err
+        assert [g.text for g in got] == [g.text for g in plain.generate(reqs, GREEDY)]
+    finally:
+        plain.model.generation_config.repetition_penalty = None
+        backend.fast.close()
+
+
+def test_unknown_loop_is_refused():
+    with pytest.raises(FfaaError, match="loop must be one of own, generate"):
+        FastSettings(loop="fast")

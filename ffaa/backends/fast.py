@@ -30,11 +30,12 @@ weight format compiles, else "off").
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import inspect
 import os
 import sys
-import traceback
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ from ..types import DecodingSettings
 from .base import Generation, GenerationRequest
 
 COMPILE_CHOICES = ("auto", "on", "static", "off")
+LOOP_CHOICES = ("own", "generate")
 
 
 @dataclass(frozen=True)
@@ -55,17 +57,22 @@ class FastSettings:
     prompt_bucket: prompts are left-padded to a multiple of this many tokens.
     max_new_tokens: answer length the cache is sized for (FFAA writes at most 512).
     answer_check_every: tokens between two answer-end checks (each check syncs with the GPU).
+    loop: "own" decodes greedy requests with ffaa's loop (`steploop.GreedyLoop`), "generate" with
+        transformers' `generate`; sampled requests always use `generate`.
     """
 
     rows: int = 3
     prompt_bucket: int = 64
     max_new_tokens: int = 512
     answer_check_every: int = 8
+    loop: str = "own"
 
     def __post_init__(self) -> None:
         for name in ("rows", "prompt_bucket", "max_new_tokens", "answer_check_every"):
             if getattr(self, name) < 1:
                 raise FfaaError(f"FastSettings.{name} must be at least 1, not {getattr(self, name)}")
+        if self.loop not in LOOP_CHOICES:
+            raise FfaaError(f"FastSettings.loop must be one of {', '.join(LOOP_CHOICES)}, not {self.loop!r}")
 
 
 def bucket_up(n: int, bucket: int) -> int:
@@ -151,6 +158,7 @@ class FastDecoder:
         self._compile_config = None
         self._cache_name: str | None = None
         self._worker: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loop: Any = None
 
     @property
     def compiled(self) -> bool:
@@ -208,20 +216,39 @@ class FastDecoder:
             self._cache_name = "cache" if "cache" in params else "past_key_values"
         return self._cache_name
 
+    def _compile_mode(self) -> str | None:
+        """torch.compile's mode, or None when not compiling. FFAA_COMPILE_MODE overrides it (e.g.
+        "default" drops CUDA graphs) to diagnose a weight format whose kernels do not capture."""
+        if not self.compiled:
+            return None
+        cuda = self.model.device.type == "cuda"
+        return os.environ.get("FFAA_COMPILE_MODE") or ("reduce-overhead" if cuda else "default")
+
     def _mode_kwargs(self) -> dict[str, Any]:
         """generate() arguments that turn compilation on or off."""
         if not self.compiled:
             return {"disable_compile": True}
         if self._compile_config is None:  # one object: transformers recompiles when it changes
             transformers = require("transformers", "torch", "compiled decoding")
-            cuda = self.model.device.type == "cuda"
-            # FFAA_COMPILE_MODE overrides torch.compile's mode (e.g. "default" drops CUDA graphs)
-            # for diagnosing a weight format whose kernels do not capture into a graph.
-            mode = os.environ.get("FFAA_COMPILE_MODE") or ("reduce-overhead" if cuda else "default")
-            config = transformers.CompileConfig(fullgraph=False, dynamic=False, mode=mode)
+            config = transformers.CompileConfig(fullgraph=False, dynamic=False, mode=self._compile_mode())
             config._compile_all_devices = True  # allow the CPU too when asked for explicitly
             self._compile_config = config
         return {"compile_config": self._compile_config}
+
+    def _greedy_loop(self, backend: Any, settings: DecodingSettings) -> Any:
+        """The own loop for these settings, or None when `generate` must decode them."""
+        if settings.do_sample or self.settings.loop != "own":
+            return None
+        if self._loop is None:
+            from .steploop import GreedyLoop, loop_blocker
+
+            blocker = loop_blocker(self.model)
+            if blocker is not None:
+                print(f"ffaa: decoding with transformers' generate: {blocker}", file=sys.stderr)
+                self.settings = dataclasses.replace(self.settings, loop="generate")
+                return None
+            self._loop = GreedyLoop(self.model, self.tokenizer, backend._non_text_ids(), self._compile_mode())
+        return self._loop
 
     # -- generation ---------------------------------------------------------------------------
 
@@ -248,19 +275,30 @@ class FastDecoder:
         from .hf_llava import _AnswerEnd
 
         torch = require("torch", "torch", "compiled decoding")
+        loop = self._greedy_loop(backend, settings)
         with torch.inference_mode():
             torch.manual_seed(settings.seed)
             inputs = self._pad_inputs(backend._inputs(group), len(group))
             prompt_len = inputs["input_ids"].shape[1]
             cache = self._ensure_cache(prompt_len, settings.max_new_tokens)
-            stop = _AnswerEnd(self.tokenizer, prompt_len) if settings.stop_at_answer_end else None
-            kwargs = backend._generate_kwargs(settings)
-            kwargs[self._cache_kwarg()] = cache
-            kwargs.update(self._mode_kwargs())
-            if stop is not None or len(group) < self.settings.rows:
-                kwargs["stopping_criteria"] = [_RowStop(stop, self.settings.answer_check_every, len(group))]
-            out = self.model.generate(**inputs, **kwargs)
-        return [backend._finish(r, out[i, prompt_len:], settings, stop) for i, r in enumerate(group)]
+            if loop is not None:
+                stop = _AnswerEnd(self.tokenizer, 0) if settings.stop_at_answer_end else None
+                new = loop.run(inputs, cache, self.cache_len, len(group), settings.max_new_tokens,
+                               settings.min_new_tokens, stop, self.settings.answer_check_every)
+            else:
+                stop = _AnswerEnd(self.tokenizer, prompt_len) if settings.stop_at_answer_end else None
+                new = self._generate_padded(backend, inputs, cache, len(group), settings, stop)[:, prompt_len:]
+        return [backend._finish(r, new[i], settings, stop) for i, r in enumerate(group)]
+
+    def _generate_padded(self, backend: Any, inputs: Any, cache: Any, real: int,
+                         settings: DecodingSettings, stop: Any) -> Any:
+        """transformers' `generate` over a padded group (prompt and new tokens)."""
+        kwargs = backend._generate_kwargs(settings)
+        kwargs[self._cache_kwarg()] = cache
+        kwargs.update(self._mode_kwargs())
+        if stop is not None or real < self.settings.rows:
+            kwargs["stopping_criteria"] = [_RowStop(stop, self.settings.answer_check_every, real)]
+        return self.model.generate(**inputs, **kwargs)
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -296,6 +334,7 @@ class FastDecoder:
             _forget_compiled(self.model)
         self._cache = None
         self._compile_config = None
+        self._loop = None
 
 
 def give_up(decoder: FastDecoder, exc: BaseException, log: Callable[[str], None] | None = None) -> str:
