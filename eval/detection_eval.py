@@ -478,7 +478,7 @@ def _notes(c: Coverage, hard: HardMetrics, score: ScoreMetrics, best: m.SweepRow
     if best is not None:
         notes.append(f"the threshold with the best balanced accuracy ({best.threshold:g}) was chosen on this same data: "
                      "an optimistic figure, not a tuned operating point")
-    return tuple(notes)
+    return tuple(dict.fromkeys(notes))  # balanced ACC fails for the same reason as a recall: say it once
 
 
 # -- Markdown ----------------------------------------------------------------------------------

@@ -186,10 +186,12 @@ def load_table(path: str | Path) -> EnsembleTable:
     p = Path(path).expanduser()
     if not p.is_file():
         raise InputError(f"ensemble table not found: {p}")
-    if p.suffix.lower() == ".csv":
-        return _csv_table(p)
     try:
+        if p.suffix.lower() == ".csv":
+            return _csv_table(p)
         data = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     return _json_table(p, data)

@@ -93,6 +93,13 @@ def load_labels(path: str | Path) -> LabelSet:
         return load_benchmark(p).label_set()
     if not p.is_file():
         raise InputError(f"labels not found: {p}")
+    try:
+        return _load_label_file(p)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"labels {p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _load_label_file(p: Path) -> LabelSet:
     suffix = p.suffix.lower()
     if suffix == ".csv":
         return _from_rows(str(p), _csv_rows(p))

@@ -99,10 +99,16 @@ def write_json(result: Any, path: Path) -> Path:
 
 def read_result(path: str | Path) -> dict[str, Any]:
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder; give the result JSON inside it (e.g. {p / 'detection.json'})")
+    if not p.is_file():
+        raise InputError(f"result file not found: {p}")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"result file not found: {p}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected an ffaa eval result JSON") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:

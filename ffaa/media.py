@@ -25,6 +25,7 @@ import io
 import os
 import re
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -185,7 +186,9 @@ def _read_file(path: Path, limits: LoadLimits) -> bytes:
 def _decode(data: bytes, name: str, limits: LoadLimits) -> LoadedImage:
     """Open from the header, check the limits, then decode the first frame completely."""
     try:
-        image = Image.open(io.BytesIO(data), formats=_openable_formats())
+        with warnings.catch_warnings():  # the limits checked below are tighter and say more
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=_openable_formats())
     except Image.DecompressionBombError as exc:
         raise InputError(_bomb_message(name, exc, limits)) from exc
     except Image.UnidentifiedImageError as exc:

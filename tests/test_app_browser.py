@@ -81,6 +81,9 @@ def page(app_url):
         page = context.new_page()
         page.set_default_timeout(20_000)
         page.outside = []  # every request that left the app's own server
+        page.errors = []  # console errors and failed requests (a stopped event chain must not be a 500)
+        page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+        page.on("response", lambda r: page.errors.append(f"{r.status} {r.url}") if r.status >= 500 else None)
         page.on("request", lambda r: page.outside.append(r.url)
                 if not r.url.startswith((app_url, "data:", "blob:")) else None)
         page.goto(app_url)
@@ -155,6 +158,7 @@ def test_analysis_follow_up_downloads_and_errors(page, files, tmp_path):
     error.wait_for(state="hidden")
     page.get_by_text("astronaut.png").first.click()  # the example
     page.locator("#ffaa-verdict .ffaa-badge").wait_for()
+    assert page.errors == []
 
 
 def ask(page, question: str) -> None:

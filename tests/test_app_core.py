@@ -108,6 +108,16 @@ def test_face_modes_for_an_image_without_a_face(tmp_path):
     assert any("no face found" in w for w in case.threads[0].report.warnings)
 
 
+def test_no_face_message_names_an_option_the_page_has(tmp_path):
+    gr_ui = pytest.importorskip("ffaa.app.ui", reason="gradio is not installed")
+    blank = tmp_path / "wall.png"
+    Image.new("RGB", (200, 160), (180, 170, 160)).save(blank)
+    with pytest.raises(InputError) as info:
+        make_case(blank, mode="faces")
+    quoted = re.search(r"“(.+?)”", str(info.value))
+    assert quoted and quoted.group(1) in [label for label, mode in gr_ui.FACE_MODES if mode == "auto"]
+
+
 def test_bad_uploads_are_refused_with_the_users_file_name(tmp_path):
     assistant = Assistant(ScriptedBackend(), MajorityDecider())
     with pytest.raises(InputError, match=r"^notes\.txt: not an image \(text\)"):

@@ -46,3 +46,19 @@ def test_parser_builds_without_heavy_imports():
     parser = build_parser()
     args = parser.parse_args(["analyze", "a.png", "--json"])
     assert args.json and args.images == ["a.png"]
+
+
+def test_bad_max_pixels_is_refused_not_ignored(capsys):
+    for value in ("0", "-5"):
+        code = main(["analyze", "x.png", "--model", "/nowhere/model", "--device", "cpu", "--max-pixels", value])
+        assert code == 2
+        assert capsys.readouterr().err.strip() == f"error: --max-pixels must be at least 1, got {value}"
+
+
+def test_unwritable_heatmap_folder_fails_before_the_model_loads(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    code = main(["analyze", "x.png", "--model", "/nowhere/model", "--device", "cpu", "--heatmap", str(blocker / "maps")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --heatmap {blocker / 'maps'}: cannot create the folder") and "\n" not in err

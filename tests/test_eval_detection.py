@@ -340,6 +340,38 @@ def test_cli_prints_markdown_and_reports_errors_in_one_line(tmp_path, capsys):
     assert "no benchmark sets found" in capsys.readouterr().err
 
 
+def test_cli_refuses_when_no_report_matches_a_label(tmp_path, capsys):
+    reports = write_jsonl(tmp_path / "r.jsonl", [report("/data/flat/a.png", "fake", 0.9),
+                                                  report("/data/flat/b.png", "real", 0.1)])
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\nS/imgs/a.png,fake\nS/imgs/b.png,real\n")
+    out = tmp_path / "out"
+    assert main(["eval", "detection", "--reports", str(reports), "--labels", str(labels), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no report matched a label (2 predicted images, 2 labels)") and err.count("\n") == 1
+    assert "'/data/flat/a.png'" in err and "'S/imgs/a.png'" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json"])
+def test_labels_that_are_not_utf8_are_one_clear_error(tmp_path, suffix):
+    bad = tmp_path / f"labels{suffix}"
+    bad.write_bytes(b"id,label\n\xff\xfe.png,fake\n")
+    with pytest.raises(InputError, match=rf"labels{suffix}: not UTF-8 text"):
+        load_labels(bad)
+
+
+def test_one_class_labels_explain_each_undefined_metric_once(tmp_path):
+    reports = write_jsonl(tmp_path / "r.jsonl", [report(f"S/imgs/{i}.png", "fake", 0.9) for i in range(4)])
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n" + "".join(f"S/imgs/{i}.png,fake\n" for i in range(4)))
+    r = evaluate_detection(load_predictions(reports), load_labels(labels), FAST).result
+    assert r.score.auc is None and r.hard.balanced_accuracy is None
+    assert any("only fake items" in n for n in r.notes)
+    assert len(r.notes) == len(set(r.notes))
+    assert r.notes.count("recall on reals: no real items") == 1
+
+
 def test_imports_stay_light():
     code = ("import sys, ffaa, ffaa.eval, ffaa.cli; ffaa.cli.build_parser(); "
             "import ffaa.eval.detection_eval, ffaa.eval.explanation, ffaa.eval.judge, ffaa.eval.run, ffaa.eval.plots; "

@@ -245,6 +245,18 @@ def test_compare_two_detection_results(tmp_path, capsys):
     assert "not an ffaa eval result" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("make", ["folder", "binary", "missing"])
+def test_compare_refuses_a_folder_or_binary_file_in_one_line(tmp_path, capsys, make):
+    bad = tmp_path / "bad.json"
+    if make == "folder":
+        bad.mkdir()
+    elif make == "binary":
+        bad.write_bytes(b"\xff\xfe\x00junk")
+    assert main(["eval", "compare", str(bad), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "bad.json" in err
+
+
 def test_texts_pairing_uses_the_path_rule(tmp_path):
     p = tmp_path / "p.jsonl"
     p.write_text(json.dumps({"id": "/data/S/imgs/1.png", "text": "x"}) + "\n")

@@ -234,3 +234,13 @@ def test_csv_ensemble_table_and_cli(tmp_path, capsys):
     bad.write_text("id,label,a\nv1,fake\n")
     assert main(["eval", "ensemble", str(bad), "--threshold", "0.5"]) == 2
     assert "2 columns, the header has 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_ensemble_table_that_is_not_utf8_is_one_clear_error(tmp_path, suffix):
+    from ffaa.errors import InputError
+
+    table = tmp_path / f"table{suffix}"
+    table.write_bytes(b"\xff\xfeid,label,a\n")
+    with pytest.raises(InputError, match=rf"table{suffix}: not UTF-8 text"):
+        load_table(table)

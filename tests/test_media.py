@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -165,6 +166,14 @@ def test_raising_the_pixel_limit_is_per_call(tmp_path):
 def test_decompression_bomb_beyond_pillows_guard(tmp_path):
     path = makers.png_header_only(tmp_path / "bomb.png", 20000, 20000)
     rejected(path, "400.0 Mpx", "decompression-bomb")
+
+
+def test_image_between_pillows_warning_and_its_guard_is_refused_without_a_warning(tmp_path):
+    path = makers.png_header_only(tmp_path / "large.png", 10000, 10000)  # over Pillow's 89.5 Mpx warning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rejected(path, "10000x10000", "100.0 Mpx")
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
 
 
 def test_side_limit(tmp_path):

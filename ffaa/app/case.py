@@ -29,6 +29,12 @@ if TYPE_CHECKING:
     from ..media import LoadedImage
 
 FaceMode = Literal["faces", "auto", "whole"]
+# How the page names each face mode (Options -> Analyse); error messages quote these labels.
+FACE_MODE_LABELS: dict[FaceMode, str] = {
+    "faces": "Detected faces (none found: error)",
+    "auto": "Detected faces, else the whole image",
+    "whole": "The whole image, no face crop",
+}
 DISPLAY_MAX_SIDE = 1024
 # Follow-ups kept in the prompt are also capped by length: about 1500 tokens of English, so that
 # image tokens, the opening turn and the history fit a 4096-token context with room to answer.
@@ -128,7 +134,7 @@ def analyze_pending(assistant: Assistant, pending: PendingImage) -> Case:
     if pending.face_mode == "faces" and all(job.box is None for job in jobs):
         raise InputError(
             f"{pending.name}: no face found. The detector sees frontal faces of 40 px or more; "
-            "tick “Analyse the whole image when no face is found” to analyse it anyway."
+            f"choose “{FACE_MODE_LABELS['auto']}” under Options → Analyse to analyse it anyway."
         )
     timings = {"load_image": pending.load_s, "faces": time.perf_counter() - start}
     reports = engine.analyze_jobs(jobs, timings)

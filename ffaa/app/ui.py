@@ -27,6 +27,7 @@ import gradio as gr
 from ..errors import FfaaError
 from ..pipeline import Assistant
 from .case import (
+    FACE_MODE_LABELS,
     Case,
     FaceMode,
     PendingImage,
@@ -54,11 +55,7 @@ MAX_QUESTION_CHARS = 1000
 # A streamed answer is sent to the page at most this often: every update carries the whole
 # chat, so one update per token would cost more than generating the token on a fast model.
 UPDATE_EVERY_S = 0.05
-FACE_MODES = [
-    ("Detected faces (none found: error)", "faces"),
-    ("Detected faces, else the whole image", "auto"),
-    ("The whole image, no face crop", "whole"),
-]
+FACE_MODES = [(label, mode) for mode, label in FACE_MODE_LABELS.items()]
 
 
 @dataclass(frozen=True)
@@ -260,7 +257,10 @@ def error_update(message: str | None) -> Any:
 
 
 def _stop_unless(ready: bool) -> None:
-    """Ends an event chain quietly: `.success()` steps after it do not run."""
+    """Ends an event chain quietly: `.success()` steps after it do not run.
+
+    The gates that call it are queued: an unqueued event that raises answers with HTTP 500,
+    which the browser logs as a failed request on every bad upload and every "New case"."""
     if not ready:
         raise gr.Error("nothing to do", visible=False, print_exception=False)
 
@@ -315,14 +315,14 @@ def build_ui(assistant: Assistant, options: UiOptions = UiOptions(), workspace: 
         private = {"api_visibility": "private"}
         analyzing = (
             upload.change(h.receive, [upload, first_question, face_mode], view, api_name="ui_receive", show_progress="hidden", **private)
-            .then(lambda s: _stop_unless(s.pending is not None), state, None, queue=False, show_progress="hidden", **private)
+            .then(lambda s: _stop_unless(s.pending is not None), state, None, show_progress="hidden", **private)
             .success(h.analyze, state, view, api_name="ui_analyze", concurrency_limit=1, concurrency_id=MODEL,
                      show_progress="minimal", show_progress_on=[chatbot], **private)
         )
         answering = (
             gr.on([ask_btn.click, question.submit], h.accept_question, [question, face_sel, state], ask_view, api_name="ui_question",
                   show_progress="hidden", **private)
-            .then(lambda s: _stop_unless(s.question is not None), state, None, queue=False, show_progress="hidden", **private)
+            .then(lambda s: _stop_unless(s.question is not None), state, None, show_progress="hidden", **private)
             .success(h.answer, state, ask_view, api_name="ui_answer", concurrency_limit=1, concurrency_id=MODEL,
                      show_progress="hidden", **private)
         )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from ..errors import FfaaError
 from .common import add_analysis_args, add_model_args, build_assistant
@@ -13,7 +15,9 @@ from .common import add_analysis_args, add_model_args, build_assistant
 def add_parser(sub) -> None:
     p = sub.add_parser("analyze", help="analyse face images and print forensic reports",
                        description="Analyse each face in each image: three candidate answers, a decision, a report.")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files; one that cannot be analysed is reported on stderr, the others still are "
+                        "(exit status 2 if any failed)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print a JSON list of reports (one per face)")
     out.add_argument("--markdown", action="store_true", help="print Markdown reports")
@@ -27,7 +31,12 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..report import display_text, report_to_dict, to_markdown
 
+    if args.heatmap:
+        _heatmap_dir(args.heatmap)  # before the model loads: a bad folder must fail fast
     assistant = build_assistant(args)
+    if args.heatmap and getattr(assistant.decider, "name", "") != "mids":
+        raise FfaaError("--heatmap explains MIDS's decision, and no MIDS decides here: give MIDS weights "
+                        "(--mids PATH) or use --demo, without --no-mids")
     records, failures = [], 0
     for path in args.images:
         try:
@@ -38,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)  # input errors name their file
             continue
         for job, report in zip(jobs, reports):
-            if args.heatmap:
-                _heatmap(assistant, job, report, args.heatmap)
+            if args.heatmap and not _heatmap(assistant, job, report, args.heatmap):
+                failures += 1
             if args.json:
                 records.append(report_to_dict(report))
             elif args.markdown:
@@ -52,13 +61,29 @@ def run(args: argparse.Namespace) -> int:
     return 2 if failures else 0
 
 
-def _heatmap(assistant, job, report, folder: str) -> None:
-    from pathlib import Path
+def _heatmap_dir(folder: str) -> Path:
+    """The heatmap folder, created now; FfaaError when it cannot be written."""
+    path = Path(folder).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FfaaError(f"--heatmap {folder}: cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise FfaaError(f"--heatmap {folder}: the folder is not writable")
+    return path
 
+
+def _heatmap(assistant, job, report, folder: str) -> bool:
+    """Save one face's heatmap; False (after saying why) when it could not be written."""
     from ..heatmaps import save_heatmap
 
-    saved = save_heatmap(assistant.decider, job.image, report, Path(folder))
+    try:
+        saved = save_heatmap(assistant.decider, job.image, report, Path(folder).expanduser())
+    except OSError as exc:
+        print(f"error: {report.image.path}: heatmap not saved ({exc.strerror or exc})", file=sys.stderr)
+        return False
     print(f"heatmap: {saved}" if saved else "heatmap: skipped (no decided answer)", file=sys.stderr)
+    return True
 
 
 def _header(path: str, report) -> str:

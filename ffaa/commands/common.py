@@ -62,6 +62,8 @@ def analysis_options(args: argparse.Namespace):
     mode = "whole" if args.whole_image else ("auto" if args.fallback_whole else "faces")
     if args.max_new_tokens < 1:
         raise FfaaError("--max-new-tokens must be at least 1")
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise FfaaError(f"--max-pixels must be at least 1, got {args.max_pixels}")
     limits = LoadLimits(max_pixels=args.max_pixels) if args.max_pixels else LoadLimits()
     return AnalysisOptions(
         face_mode=mode,

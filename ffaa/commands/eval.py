@@ -74,7 +74,8 @@ def _ensemble(sub) -> None:
 def _text_args(p: argparse.ArgumentParser, references_required: bool) -> None:
     p.add_argument("--predictions", required=True, metavar="JSONL", help="reports.jsonl or plain JSONL")
     p.add_argument("--references", required=references_required, metavar="JSONL",
-                   help="JSONL: id and text (a string or a list of strings); repeated ids add references")
+                   help="JSONL: id and text (a string or a list of strings); repeated ids add references"
+                        + ("" if references_required else "; without it only the reference-free checks run"))
     g = p.add_argument_group("fields of plain JSONL")
     g.add_argument("--id-field", default="id", help="prediction id key (default id)")
     g.add_argument("--text-field", default="text", help="prediction text key (default text)")
@@ -140,8 +141,8 @@ def _run(sub) -> None:
 def _compare(sub) -> None:
     p = sub.add_parser("compare", help="two result JSONs side by side",
                        description="Every number of two `ffaa eval` result files, with B - A, and their provenance.")
-    p.add_argument("a", metavar="A")
-    p.add_argument("b", metavar="B")
+    p.add_argument("a", metavar="A", help="a result JSON written by --out (detection.json, explanations.json...)")
+    p.add_argument("b", metavar="B", help="the result JSON to compare with A")
     p.add_argument("--changed-only", action="store_true", help="list only the numbers that differ")
     p.set_defaults(func=run_compare)
 
@@ -181,6 +182,8 @@ def run_detection(args: argparse.Namespace) -> int:
                         + (f"; first problem: {labels.problems[0]}" if labels.problems else ""))
     evaluation = evaluate_detection(predictions, labels, options,
                                     inputs=(input_file("reports", args.reports), input_file("labels", args.labels)))
+    if evaluation.result.coverage.images_matched == 0:
+        raise FfaaError(_no_match_message(predictions, labels))
     if args.out:
         written = write_outputs(evaluation, args.out, plots=not args.no_plots)
         print(_headline(evaluation.result))
@@ -188,6 +191,14 @@ def run_detection(args: argparse.Namespace) -> int:
     else:
         print(to_markdown(evaluation.result), end="")
     return 0
+
+
+def _no_match_message(predictions, labels) -> str:
+    """Every metric would be n/a: say so, with one report path and one label id to compare."""
+    paths = list(dict.fromkeys(face.path for face in predictions.faces))
+    return (f"no report matched a label ({len(paths)} predicted images, {len(labels.labels)} labels), e.g. report "
+            f"path {paths[0]!r} and label id {labels.labels[0].id!r}; a label id must be the end of a report path "
+            "(label DPF/imgs/1.png matches /data/DPF/imgs/1.png) or --id-field must name the right key")
 
 
 def _headline(r) -> str:
