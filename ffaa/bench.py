@@ -5,8 +5,11 @@ Flows, all on the same image and prompts with the same forced answer length
 
 * `ffaa_reference` - FFAA's flow: the three candidates one after another, plain `generate`;
 * `batched`        - ours: the three candidates in one plain batched `generate`;
-* `compiled`       - ours with compiled decoding (static cache + torch.compile, `backends/fast.py`);
-  its first call is the start-up warm-up, i.e. the compile time.
+* `compiled`       - ours with compiled decoding (static cache + torch.compile, `backends/fast.py`)
+  and ffaa's own greedy loop (`backends/steploop.py`); its first call is the start-up warm-up,
+  i.e. the compile time;
+* `compiled_generate` - the same static cache and compile, decoded by transformers' `generate`
+  instead of ffaa's loop (what the own loop saves); its first call compiles that path.
 
 `run_formats` repeats this for several weight formats (`--quant` choices), loading one model at a
 time, and `format_rows` puts everything in one Markdown table with the ratio of each flow to the
@@ -28,7 +31,8 @@ from .backends.base import Backend, GenerationRequest
 from .prompts import load_prompt_set
 from .types import DecodingSettings, Verdict
 
-FLOWS = ("ffaa_reference", "batched", "compiled")
+FLOWS = ("ffaa_reference", "batched", "compiled", "compiled_generate")
+COMPILED_FLOWS = ("compiled", "compiled_generate")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,17 @@ class BenchResult:
 
     def flow(self, name: str) -> FlowTiming:
         return next(f for f in self.flows if f.name == name)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BenchResult:
+        """The inverse of `dataclasses.asdict` (results written by another process)."""
+        flows = tuple(FlowTiming(**f) for f in data["flows"])
+        return cls(**{**data, "flows": flows, "skipped": tuple(data.get("skipped", ()))})
+
+    @classmethod
+    def failed(cls, quantization: str, device: str, model: str, reason: str) -> BenchResult:
+        """A format that produced no figures, with the reason shown under the table."""
+        return cls(device, model, quantization, 0, 0, (), "", (reason,))
 
     @property
     def speedup(self) -> float:
@@ -107,7 +122,21 @@ def compiled_flow(backend: Backend, requests: Sequence[GenerationRequest], setti
     return sum(g.new_tokens for g in backend.generate(list(requests), settings))
 
 
-_FLOW_FUNCTIONS = {"ffaa_reference": reference_flow, "batched": batched_flow, "compiled": compiled_flow}
+def compiled_generate_flow(backend: Backend, requests: Sequence[GenerationRequest], settings) -> int:
+    """The compiled decoder's cache and compile, with transformers' `generate` as the loop."""
+    fast = getattr(backend, "fast", None)
+    if fast is None:
+        raise ValueError("this backend has no compiled decoder (loaded with compile 'off' or a bitsandbytes format)")
+    own = fast.settings
+    fast.settings = replace(own, loop="generate")
+    try:
+        return compiled_flow(backend, requests, settings)
+    finally:
+        fast.settings = own
+
+
+_FLOW_FUNCTIONS = {"ffaa_reference": reference_flow, "batched": batched_flow, "compiled": compiled_flow,
+                   "compiled_generate": compiled_generate_flow}
 
 
 class _Memory:
@@ -174,16 +203,17 @@ def run_flow(backend: Backend, name: str, requests: Sequence[GenerationRequest],
     first: Callable[[], object] = lambda: fn(backend, requests, first_settings)
     fast = getattr(backend, "fast", None)
     note = ""
-    if name == "compiled":
+    if name in COMPILED_FLOWS:
         if fast is None:
-            raise ValueError("compiled flow needs a backend loaded with compile 'on' or 'static'")
-        if not fast.warm:
+            raise ValueError(f"{name} flow needs a backend loaded with compile 'on' or 'static'")
+        if name == "compiled" and not fast.warm:
             first = backend.warmup
         note = "static cache + torch.compile" if fast.compiled else "static cache, not compiled"
+        note += ", ffaa's loop" if name == "compiled" else ", transformers' generate"
     memory = _Memory(backend.info.device)
 
     def flow() -> int:
-        if name == "compiled" and getattr(backend, "fast", None) is None:
+        if name in COMPILED_FLOWS and getattr(backend, "fast", None) is None:
             raise RuntimeError(f"compiled decoding was given up: {getattr(backend, 'fast_error', None)}")
         return fn(backend, requests, settings)
 
@@ -192,11 +222,11 @@ def run_flow(backend: Backend, name: str, requests: Sequence[GenerationRequest],
 
 
 def applicable_flows(backend: Backend, flows: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(flows to run, reasons for those skipped): `compiled` needs a compiled decoder."""
+    """(flows to run, reasons for those skipped): the compiled flows need a compiled decoder."""
     run, skipped = [], []
     for name in flows:
-        if name == "compiled" and getattr(backend, "fast", None) is None:
-            skipped.append(f"compiled on {backend.info.quantization}: no compiled decoder for this format/device")
+        if name in COMPILED_FLOWS and getattr(backend, "fast", None) is None:
+            skipped.append(f"{name} on {backend.info.quantization}: no compiled decoder for this format/device")
         else:
             run.append(name)
     return run, skipped

@@ -27,24 +27,48 @@ def test_ratios_are_against_the_first_reference_flow():
 
 
 def test_bench_command_runs_every_flow_and_format(tmp_path, capsys):
+    """Two formats, each in a process of its own (the default), every flow."""
     pytest.importorskip("torch")
     from ffaa.cli import main
 
     jsonl, md, js = tmp_path / "b.jsonl", tmp_path / "b.md", tmp_path / "b.json"
     code = main(["bench", "--demo", "--new-tokens", "4", "--repeats", "1", "--first-tokens", "2",
-                 "--formats", "none,int8-ao", "--compile", "static",
+                 "--formats", "none,int8-ao", "--compile", "static", "--flows",
+                 "ffaa_reference,batched,compiled,compiled_generate",
                  "--jsonl", str(jsonl), "--markdown", str(md), "--json", str(js)])
     assert code == 0
+    assert capsys.readouterr().out.count("in its own process") == 2
+    flows = ("ffaa_reference", "batched", "compiled", "compiled_generate")
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert [(r["quantization"], r["name"]) for r in lines] == [
-        (q, f) for q in ("none", "int8-ao") for f in ("ffaa_reference", "batched", "compiled")]
+    assert [(r["quantization"], r["name"]) for r in lines] == [(q, f) for q in ("none", "int8-ao") for f in flows]
     assert {r["new_tokens"] for r in lines} == {12}  # 3 candidates x 4 forced tokens, in every flow
     assert all(r["seconds_per_face"] > 0 and r["tokens_per_s"] > 0 for r in lines)
-    assert {r["note"] for r in lines if r["name"] == "compiled"} == {"static cache, not compiled"}
+    notes = {r["name"]: r["note"] for r in lines}
+    assert notes["compiled"] == "static cache, not compiled, ffaa's loop"
+    assert notes["compiled_generate"] == "static cache, not compiled, transformers' generate"
     table = md.read_text()
-    assert table.count("\n| none |") == 3 and table.count("\n| int8-ao |") == 3
+    assert table.count("\n| none |") == 4 and table.count("\n| int8-ao |") == 4
     assert "x vs reference" in table and "| 1.00 |" in table
     assert json.loads(js.read_text())["results"][1]["quantization"] == "int8-ao"
+
+
+def test_bench_in_process_and_a_failed_child(tmp_path, capsys):
+    pytest.importorskip("torch")
+    import argparse
+
+    from ffaa.cli import build_parser, main
+    from ffaa.commands.bench import _forwarded_options, _run_in_child
+
+    md = tmp_path / "b.md"
+    assert main(["bench", "--demo", "--new-tokens", "2", "--repeats", "1", "--flows", "batched",
+                 "--formats", "none,int8-ao", "--in-process", "--markdown", str(md)]) == 0
+    assert "in its own process" not in capsys.readouterr().out
+    assert md.read_text().count("| batched |") == 2
+    args = build_parser().parse_args(["bench", "--model", str(tmp_path / "missing"), "--new-tokens", "3"])
+    assert _forwarded_options(args) == ["--new-tokens", "3", "--model", str(tmp_path / "missing")]
+    [failed] = _run_in_child(args, "none")
+    assert failed.flows == () and failed.skipped == ("none: its process exited with 2",)
+    assert isinstance(args, argparse.Namespace)
 
 
 def test_bench_skips_compiled_without_a_compiled_decoder(tmp_path):

@@ -21,9 +21,12 @@ def add_parser(sub) -> None:
     p.add_argument("--new-tokens", type=int, default=64, help="forced answer length per candidate (GPU: 256)")
     p.add_argument("--repeats", type=int, default=2, help="timed calls per flow after the first call")
     p.add_argument("--flows", default="ffaa_reference,batched,compiled",
-                   help="comma list of ffaa_reference, batched, compiled")
+                   help="comma list of ffaa_reference, batched, compiled, compiled_generate")
     p.add_argument("--formats", default=None, metavar="Q1,Q2",
-                   help="comma list of --quant choices to run one after another (default: --quant)")
+                   help="comma list of --quant choices to run one after another, each in a process of its "
+                        "own (default: --quant)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run several --formats in this process (compiled formats may then disturb each other)")
     p.add_argument("--first-tokens", type=int, default=None, metavar="N",
                    help="first (untimed) call of the plain flows: N tokens instead of a full answer")
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the figures as JSON")
@@ -34,7 +37,7 @@ def add_parser(sub) -> None:
                    help="instead: images/s of whole analyses, one image at a time vs batched across images, "
                         "and triage (default images: 8 variants of the sample face)")
     add_model_args(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, parser=p)
 
 
 def parse_list(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -69,7 +72,13 @@ def run(args: argparse.Namespace) -> int:
     def load(quant: str):
         return load_backend(argparse.Namespace(**{**vars(args), "quant": quant}))
 
-    results = run_formats(load, formats, image, args.new_tokens, args.repeats, flows, args.first_tokens, on_flow)
+    if len(formats) > 1 and not args.in_process:
+        results = [r for quant in formats for r in _run_in_child(args, quant)]
+    else:
+        results = run_formats(load, formats, image, args.new_tokens, args.repeats, flows, args.first_tokens,
+                              on_flow)
+    if not any(r.flows for r in results):
+        raise FfaaError("no flow could be timed: " + "; ".join(s for r in results for s in r.skipped))
     table = format_table(results, _title(results, stamp))
     print(table)
     if args.markdown:
@@ -80,6 +89,46 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(data, indent=2))
     return 0
+
+
+def _run_in_child(args: argparse.Namespace, quant: str) -> list:
+    """One format's results from a fresh `ffaa bench` process: compiled code and CUDA-graph pools
+    of one format then cannot disturb the next (a second compiled format in one process has
+    failed to compile on a GPU). A child that fails becomes a skipped entry, not a lost run."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from ..bench import BenchResult
+
+    with tempfile.TemporaryDirectory(prefix="ffaa_bench_") as tmp:
+        out = Path(tmp) / "result.json"
+        argv = [*_forwarded_options(args), "--formats", quant, "--in-process", "--json", str(out)]
+        print(f"ffaa bench: {quant} in its own process", flush=True)
+        code = subprocess.run([sys.executable, "-m", "ffaa", "bench", *argv], check=False).returncode
+        if code != 0 or not out.exists():
+            return [BenchResult.failed(quant, args.device, args.model, f"{quant}: its process exited with {code}")]
+        return [BenchResult.from_dict(r) for r in json.loads(out.read_text())["results"]]
+
+
+_NOT_FORWARDED = {"formats", "in_process", "json_out", "markdown", "with_decider", "batch", "quant"}
+
+
+def _forwarded_options(args: argparse.Namespace) -> list[str]:
+    """The command line options of `args` that differ from their defaults, for a child process."""
+    argv: list[str] = []
+    for action in args.parser._actions:
+        dest = action.dest
+        if not action.option_strings or dest in _NOT_FORWARDED or dest == "help":
+            continue
+        value = getattr(args, dest, action.default)
+        if value == action.default:
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            argv.append(action.option_strings[0])
+        else:
+            argv += [action.option_strings[0], str(value)]
+    return argv
 
 
 def _title(results, stamp: str) -> str:
