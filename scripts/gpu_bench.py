@@ -5,17 +5,20 @@ Builds a LLaVA of FFAA's shape (Mistral-7B text model + CLIP ViT-L/14-336, 576 i
 config objects, with a processor around the real Mistral tokenizer file, saves it, and times
 ffaa's own flows on it through ffaa's backend and bench code, most important figures first:
 
-  1. bitsandbytes nf4: FFAA's reference flow vs our plain batched flow
-  2. bf16: FFAA's reference flow (FFAA's own precision) and compiled decoding
-  3. MIDS (CLIP-L/336 + T5-base encoder, random weights), one face with 3 answers
-  4. torchao int4, compiled decoding
-  5. torchao int4 with HQQ scales, compiled    (only while the time budget allows)
-  6. torchao int8, compiled                     (only while the time budget allows)
+  none     bf16 (FFAA's own precision): FFAA's reference flow, compiled decoding with ffaa's loop,
+           and the same compiled decoding driven by transformers' generate
+  int4-ao  torchao int4, compiled decoding (ffaa's loop)
+  batch    bf16 compiled, `--batch-rows` prompts per call: images/s one image at a time, batched
+           across images, and triage (verdict only), on `--batch-images` images
+  mids     MIDS (CLIP-L/336 + T5-base encoder, random weights), one face with 3 answers
+  4bit     bitsandbytes nf4: FFAA's reference flow vs our plain batched flow
+  int4-hqq, int8-ao   the other torchao formats, compiled (only while the time budget allows)
 
-Each result is appended to OUT/gpu_bench.jsonl as soon as it exists and OUT/gpu_bench.md is
-rewritten after every step, so a run cut short keeps what it measured. Quality: each format's
-greedy tokens and verdict-position logits are compared with bf16's (random weights: this
-measures numerical drift, not accuracy).
+Every step runs in a process of its own (compiled code and CUDA-graph pools of one format cannot
+disturb the next; a crash costs one step). Each result is appended to OUT/gpu_bench.jsonl as soon
+as it exists and OUT/gpu_bench.md is rebuilt from it after every step, so a run cut short keeps
+what it measured. Quality: each format's greedy tokens and verdict-position logits are compared
+with bf16's (random weights: this measures numerical drift, not accuracy).
 
 `--dry-run` runs the same steps on tiny shapes on the CPU (no GPU needed), for tests.
 See scripts/gpu_bench.md for the wheels to bring to an offline machine and the command line.
@@ -24,6 +27,7 @@ See scripts/gpu_bench.md for the wheels to bring to an offline machine and the c
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import gc
 import importlib
@@ -31,11 +35,11 @@ import importlib.metadata
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +78,8 @@ def ensure_importable() -> None:
 
 
 class Recorder:
-    """Appends JSON lines to OUT/gpu_bench.jsonl and keeps OUT/gpu_bench.md current."""
+    """Appends JSON lines to OUT/gpu_bench.jsonl; `render` rebuilds OUT/gpu_bench.md from them, so
+    steps that ran in other processes land in the same table."""
 
     def __init__(self, out: Path, title: str):
         self.out = out
@@ -82,8 +87,6 @@ class Recorder:
         self.jsonl = out / "gpu_bench.jsonl"
         self.md = out / "gpu_bench.md"
         self.title = title
-        self.timings: list[Any] = []
-        self.lines: list[str] = []
         self.start = time.perf_counter()
 
     def elapsed(self) -> float:
@@ -96,19 +99,30 @@ class Recorder:
         print(json.dumps(row, default=str), flush=True)
 
     def flow(self, timing: Any) -> None:
-        self.timings.append(timing)
         self.write("flow", **timing.as_dict())
-        self.render()
 
     def note(self, line: str) -> None:
-        self.lines.append(line)
-        self.render()
+        self.write("note", line=line)
 
-    def render(self) -> None:
+    def rows(self, kind: str) -> list[dict[str, Any]]:
+        if not self.jsonl.is_file():
+            return []
+        rows = [json.loads(line) for line in self.jsonl.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [r for r in rows if r["kind"] == kind]
+
+    def timings(self) -> list[Any]:
+        from dataclasses import fields
+
+        from ffaa.bench import FlowTiming
+
+        names = {f.name for f in fields(FlowTiming)}
+        return [FlowTiming(**{k: v for k, v in r.items() if k in names}) for r in self.rows("flow")]
+
+    def render(self, extra: list[str] = ()) -> None:
         from ffaa.bench import format_rows
 
-        notes = "\n\n".join(self.lines)
-        text = "\n".join([self.title, "", *format_rows(self.timings)]) + ("\n\n" + notes if notes else "")
+        notes = "\n\n".join([r["line"] for r in self.rows("note")] + list(extra))
+        text = "\n".join([self.title, "", *format_rows(self.timings())]) + ("\n\n" + notes if notes else "")
         self.md.write_text(text + "\n", encoding="utf-8")
 
 
@@ -158,7 +172,11 @@ def build_model(dst: Path, tokenizer_path: Path, tiny: bool, device: str) -> Pat
     import torch
     import transformers
 
-    from ffaa.backends.convert import build_image_processor, build_processor, save_processor
+    from ffaa.backends.convert import (
+        build_image_processor,
+        build_processor,
+        save_processor,
+    )
     from ffaa.prompts import load_prompt_set
 
     tokenizer = tokenizer_from_file(tokenizer_path)
@@ -197,36 +215,93 @@ def test_image() -> Any:
     return Image.fromarray(np.random.default_rng(0).integers(0, 256, (336, 336, 3), dtype=np.uint8))
 
 
-def run_format(rec: Recorder, folder: Path, quant: str, flows: tuple[str, ...], args: argparse.Namespace,
-               fingerprints: dict[str, Any]) -> None:
-    """Load `folder` in `quant`, time `flows`, record the format's quality fingerprint."""
+def load_backend(folder: Path, quant: str, compile_mode: str, args: argparse.Namespace, rows: int = 3) -> Any:
+    """ffaa's backend on the saved model, with the load recorded."""
+    from ffaa.backends.hf_llava import HFLlavaBackend, LoadOptions
+    from ffaa.backends.quant import weight_bytes
+
+    start = time.perf_counter()
+    options = LoadOptions(device=args.device, quant=quant, compile=compile_mode, compile_rows=rows)
+    backend = HFLlavaBackend.load(str(folder), options)
+    args.rec.write("load", quant=quant, seconds=round(time.perf_counter() - start, 1),
+                   weight_gib=round(weight_bytes(backend.model) / 2**30, 3), compile=compile_mode, rows=rows)
+    return backend
+
+
+def compile_mode_for(flows: tuple[str, ...], args: argparse.Namespace) -> str:
+    if not any(f.startswith("compiled") for f in flows):
+        return "off"
+    return "on" if args.device == "cuda" else "static"
+
+
+def run_format(folder: Path, quant: str, flows: tuple[str, ...], args: argparse.Namespace) -> None:
+    """Load `folder` in `quant`, time `flows`, save the format's quality fingerprint."""
     import torch
 
-    from ffaa.backends.hf_llava import HFLlavaBackend, LoadOptions
-    from ffaa.backends.quant import fingerprint, weight_bytes
+    from ffaa.backends.quant import fingerprint
     from ffaa.bench import candidate_requests, release, run_bench
 
-    compile_mode = "off" if "compiled" not in flows else ("on" if args.device == "cuda" else "static")
-    leftover = torch.cuda.memory_allocated() / 2**30 if args.device == "cuda" else 0.0
-    start = time.perf_counter()
-    backend = HFLlavaBackend.load(str(folder), LoadOptions(device=args.device, quant=quant, compile=compile_mode))
-    rec.write("load", quant=quant, seconds=round(time.perf_counter() - start, 1),
-              weight_gib=round(weight_bytes(backend.model) / 2**30, 3), compile=compile_mode,
-              allocated_before_gib=round(leftover, 2))
+    backend = load_backend(folder, quant, compile_mode_for(flows, args), args)
     try:
         image = test_image()
         for flow in flows:  # plain flows are slow and steady: one timed call; compiled ones: --repeats
-            run_bench(backend, image, args.new_tokens, args.repeats if flow == "compiled" else 1, (flow,),
-                      first_tokens=args.first_tokens, on_flow=rec.flow)
+            repeats = args.repeats if flow.startswith("compiled") else 1
+            run_bench(backend, image, args.new_tokens, repeats, (flow,), first_tokens=args.first_tokens,
+                      on_flow=args.rec.flow)
         fp = fingerprint(backend, quant, candidate_requests(image), args.quality_tokens)
-        fingerprints[quant] = fp
-        rec.write("fingerprint", quant=quant, tokens=[list(t[:16]) for t in fp.tokens])
+        torch.save(dataclasses.asdict(fp), args.out / f"fingerprint_{quant}.pt")
+        args.rec.write("fingerprint", quant=quant, tokens=[list(t[:16]) for t in fp.tokens])
     finally:
         release(backend)
         del backend
 
 
-def run_mids(rec: Recorder, args: argparse.Namespace) -> float:
+def sample_images(count: int) -> list[Path]:
+    """`count` distinct variants of the bundled sample face (mirrored, rescaled)."""
+    from PIL import Image, ImageOps
+
+    from ffaa.demo_image import sample_face_path
+
+    base = Image.open(sample_face_path()).convert("RGB")
+    folder = Path(tempfile.mkdtemp(prefix="ffaa-gpu-batch-"))
+    paths = []
+    for i in range(count):
+        path = folder / f"face_{i}.png"
+        (ImageOps.mirror(base) if i % 2 else base).resize((480 - 8 * i, 480 - 8 * i)).save(path)
+        paths.append(path)
+    return paths
+
+
+def run_batch(folder: Path, args: argparse.Namespace) -> None:
+    """Images/s of whole analyses (3 candidates of `new_tokens` tokens each, majority decision;
+    MIDS is timed in its own step), one image at a time vs batched, and triage."""
+    from ffaa.batch.bench import bench_batch
+    from ffaa.bench import release
+    from ffaa.decision import MajorityDecider
+    from ffaa.pipeline import AnalysisOptions, Assistant
+    from ffaa.types import DecodingSettings
+
+    rows = args.batch_rows
+    backend = load_backend(folder, "none", compile_mode_for(("compiled",), args), args, rows=rows)
+    try:
+        warm = backend.warmup(log=lambda msg: None)
+        args.rec.write("batch_warmup", seconds=round(warm, 1), rows=rows)
+        decoding = DecodingSettings(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
+                                    stop_at_answer_end=False)
+        options = AnalysisOptions(face_mode="whole", decoding=decoding, batch_size=rows)
+        result = bench_batch(lambda: Assistant(backend, MajorityDecider(), options=options),
+                             sample_images(args.batch_images))
+        args.rec.write("batch", images=result.images, rows=rows, sequential_ips=round(result.sequential_ips, 3),
+                       batched_ips=round(result.batched_ips, 3),
+                       triage_ips=round(result.triage_ips, 3) if result.triage_ips else None,
+                       batched_s=round(result.batched_s, 3), triage_s=result.triage_s)
+        args.rec.note(f"Batch (bf16 compiled, {rows} prompts per call, whole image, {args.new_tokens} forced "
+                      f"tokens per candidate, majority decision; warm-up {warm:.0f} s):\n\n{result.table()}")
+    finally:
+        release(backend)
+
+
+def run_mids(args: argparse.Namespace) -> float:
     """Seconds per face for MIDS's forward pass (1 image, 3 answers of `mids_tokens` T5 tokens),
     in float32 with TF32 off, as the decider runs it."""
     import torch
@@ -267,53 +342,70 @@ def run_mids(rec: Recorder, args: argparse.Namespace) -> float:
         times.append(time.perf_counter() - start)
     seconds = sum(times) / len(times)
     peak = torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else 0.0
-    rec.write("mids", seconds_per_face=round(seconds, 4), first_call_s=round(first, 3), rows=rows,
+    args.rec.write("mids", seconds_per_face=round(seconds, 4), first_call_s=round(first, 3), rows=rows,
               t5_tokens=length, peak_memory_gib=round(peak, 2))
-    rec.note(f"MIDS (random weights, {rows} answers x {length} T5 tokens, fp32): {seconds:.3f} s per face, "
+    args.rec.note(f"MIDS (random weights, {rows} answers x {length} T5 tokens, fp32): {seconds:.3f} s per face, "
              f"first call {first:.2f} s, peak {peak:.2f} GiB")
     return seconds
 
 
-def quality(rec: Recorder, fingerprints: dict[str, Any], written: set[str]) -> None:
-    """Each format against bf16 ("none"), or against the first format when bf16 did not run.
-    Refreshes the Markdown table; a JSON line is written once per format."""
+def load_fingerprints(out: Path) -> dict[str, Any]:
+    """The fingerprints the format steps saved, bf16 ("none") first when present."""
+    import torch
+
+    from ffaa.backends.quant import Fingerprint
+
+    found = {}
+    for path in sorted(out.glob("fingerprint_*.pt"), key=lambda p: p.name != "fingerprint_none.pt"):
+        data = torch.load(path, weights_only=False)
+        data["tokens"] = tuple(tuple(t) for t in data["tokens"])
+        data["verdict_ids"] = tuple(data["verdict_ids"])
+        found[data["quant"]] = Fingerprint(**data)
+    return found
+
+
+def quality(rec: Recorder, written: set[str]) -> list[str]:
+    """Each format against bf16 ("none"), or against the first format when bf16 did not run: the
+    Markdown lines; a JSON line is written once per format."""
     from ffaa.backends.quant import compare
 
-    rec.lines = [line for line in rec.lines if not line.startswith("Quality against")]
-    if not fingerprints:
-        return
-    ref_name = "none" if "none" in fingerprints else next(iter(fingerprints))
-    ref = fingerprints[ref_name]
+    fingerprints = load_fingerprints(rec.out)
+    if len(fingerprints) < 2:
+        return []
+    ref_name, ref = next(iter(fingerprints.items()))
     rows = ["| format | vs | greedy tokens equal | common prefix | max logit drift | max margin drift | same verdict |",
             "|---|---|---|---|---|---|---|"]
-    for name, fp in fingerprints.items():
-        if name == ref_name:
-            continue
+    for name, fp in list(fingerprints.items())[1:]:
         a = compare(fp, ref)
         if f"{name}/{ref_name}" not in written:
             written.add(f"{name}/{ref_name}")
             rec.write("quality", **a.as_dict())
         rows.append(f"| {a.quant} | {a.reference} | {a.token_agreement:.2f} | {a.prefix_agreement:.2f} | "
                     f"{a.max_logit_drift:.3f} | {a.max_margin_drift:.3f} | {a.same_verdict} |")
-    if len(rows) > 2:
-        rec.note("Quality against " + ref_name + " (random weights: numerical drift only)\n\n" + "\n".join(rows))
+    return ["Quality against " + ref_name + " (random weights: numerical drift only)\n\n" + "\n".join(rows)]
 
 
-def summary(rec: Recorder, mids_s: float | None) -> None:
-    """The targets: 3 candidates + MIDS <= 3 s at <= 8 GiB, >= 9x the reference flow, warm-up <= 60 s."""
-    refs = {t.quantization: t.seconds_per_face for t in rec.timings if t.name == "ffaa_reference"}
-    for t in rec.timings:
+def summary(rec: Recorder, final: bool) -> list[str]:
+    """The targets: 3 candidates + MIDS <= 3 s at <= 8 GiB, >= 9x the reference flow, warm-up <= 60 s.
+    Markdown lines; JSON lines only when `final`."""
+    timings = rec.timings()
+    mids = rec.rows("mids")
+    mids_s = mids[-1]["seconds_per_face"] if mids else 0.0
+    refs = {t.quantization: t.seconds_per_face for t in timings if t.name == "ffaa_reference"}
+    lines = []
+    for t in timings:
         if t.name != "compiled":
             continue
-        total = t.seconds_per_face + (mids_s or 0.0)
+        total = t.seconds_per_face + mids_s
         ratios = {q: round(s / t.seconds_per_face, 2) for q, s in refs.items()}
         against = "".join(f", {r:.1f}x FFAA's flow in {q}" for q, r in ratios.items())
-        line = (f"{t.quantization} compiled + MIDS: {total:.2f} s per face (target <= 3 s), peak "
-                f"{t.peak_memory_gib:.1f} GiB (<= 8), warm-up {t.first_call_s:.0f} s (<= 60){against} (>= 9x)")
-        rec.write("target", quant=t.quantization, seconds_with_mids=round(total, 3),
-                  peak_memory_gib=round(t.peak_memory_gib, 2), warmup_s=round(t.first_call_s, 1),
-                  ratio_to_reference=ratios)
-        rec.note(line)
+        lines.append(f"{t.quantization} compiled + MIDS: {total:.2f} s per face (target <= 3 s), peak "
+                     f"{t.peak_memory_gib:.1f} GiB (<= 8), warm-up {t.first_call_s:.0f} s (<= 60){against} (>= 9x)")
+        if final:
+            rec.write("target", quant=t.quantization, seconds_with_mids=round(total, 3),
+                      peak_memory_gib=round(t.peak_memory_gib, 2), warmup_s=round(t.first_call_s, 1),
+                      ratio_to_reference=ratios, mids_measured=bool(mids))
+    return lines
 
 
 def environment(args: argparse.Namespace) -> dict[str, Any]:
@@ -333,21 +425,50 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
     return {"python": sys.version.split()[0], **versions, **gpu}
 
 
-def step(rec: Recorder, name: str, fn: Callable[[], Any], optional: bool, budget_s: float) -> Any:
-    """Run one step; optional ones are skipped when the budget would not hold them. Errors are
-    recorded and the run goes on with the next step."""
-    left = budget_s - rec.elapsed()
-    if optional and left < OPTIONAL_STEP_S:
-        rec.write("skipped", step=name, seconds_left=round(left))
-        rec.note(f"not run: {name} ({left:.0f} s of the budget left)")
-        return None
-    rec.write("step", step=name)
+# Steps in order of importance; those in --optional start only while --optional-step-s is left.
+STEPS = ("build", "none", "int4-ao", "batch", "mids", "4bit", "int4-hqq", "int8-ao")
+FORMAT_FLOWS = {"none": ("ffaa_reference", "compiled", "compiled_generate"), "int4-ao": ("compiled",),
+                "4bit": ("ffaa_reference", "batched"), "int4-hqq": ("compiled",), "int8-ao": ("compiled",)}
+
+
+def run_step(name: str, args: argparse.Namespace) -> None:
+    """One step, in this (child) process; a failure is recorded, not raised."""
+    folder = args.work / "model"
     try:
-        return fn()
-    except Exception as exc:  # one failed format must not cost the other figures
-        rec.write("error", step=name, error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()[-2000:])
-        rec.note(f"failed: {name}: {type(exc).__name__}: {str(exc)[:300]}")
-        return None
+        if name == "build":
+            start = time.perf_counter()
+            build_model(folder, args.tokenizer, args.dry_run, args.device)
+            args.rec.write("built", seconds=round(time.perf_counter() - start, 1), folder=str(folder))
+        elif name == "mids":
+            run_mids(args)
+        elif name == "batch":
+            run_batch(folder, args)
+        else:
+            run_format(folder, name, FORMAT_FLOWS[name], args)
+    except Exception as exc:  # recorded for the table; the parent goes on with the next step
+        args.rec.write("error", step=name, error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()[-2000:])
+        args.rec.note(f"failed: {name}: {type(exc).__name__}: {str(exc)[:300]}")
+
+
+def launch(name: str, args: argparse.Namespace) -> None:
+    """Run step `name` in a child process within what is left of the budget."""
+    rec = args.rec
+    left = args.budget_s - rec.elapsed()
+    if left < (args.optional_step_s if name in args.optional_steps else 1):
+        rec.write("skipped", step=name, seconds_left=round(left))
+        rec.note(f"not run: {name} ({max(left, 0):.0f} s of the budget left)")
+        return
+    rec.write("step", step=name)
+    argv = [sys.executable, str(Path(__file__).resolve()), *args.argv, "--step", name, "--work", str(args.work)]
+    try:
+        code = subprocess.run(argv, timeout=max(left, 30), check=False).returncode
+    except subprocess.TimeoutExpired:
+        rec.write("error", step=name, error=f"timed out after {left:.0f} s (the budget)")
+        rec.note(f"failed: {name}: cut off when the budget ran out")
+        return
+    if code != 0:  # a crash the child could not record (killed, out of memory, a segfault)
+        rec.write("error", step=name, error=f"its process exited with {code}")
+        rec.note(f"failed: {name}: its process exited with {code}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -357,17 +478,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")), help="results folder (default $OUT)")
     p.add_argument("--work", type=Path, default=None, help="where to save the model (default: a temporary folder)")
     p.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU")
-    p.add_argument("--budget-s", type=float, default=500.0, help="optional steps start only within this budget")
+    p.add_argument("--budget-s", type=float, default=500.0,
+                   help="steps start only within this budget, and a step still running when it ends is stopped")
     p.add_argument("--new-tokens", type=int, default=256)
     p.add_argument("--repeats", type=int, default=2, help="timed calls of compiled flows (plain flows: 1)")
     p.add_argument("--first-tokens", type=int, default=8, help="warm-up length of the plain flows")
     p.add_argument("--quality-tokens", type=int, default=32)
     p.add_argument("--mids-tokens", type=int, default=300)
-    p.add_argument("--optional", default="int4-hqq,int8-ao", help="formats run only while the budget allows")
+    p.add_argument("--batch-rows", type=int, default=24, help="prompts per compiled call in the batch step")
+    p.add_argument("--batch-images", type=int, default=16, help="images in the batch step")
+    p.add_argument("--steps", default=",".join(STEPS), help="comma list of steps to run, in this order")
+    p.add_argument("--optional", default="4bit,int4-hqq,int8-ao", help="steps run only while the budget allows")
+    p.add_argument("--optional-step-s", type=float, default=OPTIONAL_STEP_S,
+                   help="budget seconds an optional step needs to start")
+    p.add_argument("--step", default=None, help=argparse.SUPPRESS)  # internal: run one step in this process
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.optional_steps = [q for q in args.optional.split(",") if q]
+    unknown = [q for q in [*args.steps.split(","), *args.optional_steps] if q and q not in STEPS]
+    if unknown:
+        p.error(f"unknown steps {', '.join(unknown)}; choose from {', '.join(STEPS)}")
     if args.dry_run:
         args.new_tokens, args.repeats, args.first_tokens, args.quality_tokens = 6, 1, 2, 6
+        args.batch_rows, args.batch_images = min(args.batch_rows, 6), min(args.batch_images, 4)
     return args
+
+
+def title(args: argparse.Namespace, env: dict[str, Any]) -> str:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    shape = "tiny shapes (dry run, CPU)" if args.dry_run else "FFAA shape: Mistral-7B + CLIP-L/336, 576 image tokens"
+    return (f"ffaa GPU bench · {env.get('gpu', 'cpu')} · {stamp} · {shape} · random weights · "
+            f"{args.new_tokens} new tokens per candidate, 3 candidates per face")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,38 +525,26 @@ def main(argv: list[str] | None = None) -> int:
         from ffaa.backends.tiny import mistral_tokenizer_file
 
         args.tokenizer = mistral_tokenizer_file()
+    if args.step is not None:
+        args.rec = Recorder(args.out, "")
+        run_step(args.step, args)
+        return 0
     env = environment(args)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    shape = "tiny shapes (dry run, CPU)" if args.dry_run else "FFAA shape: Mistral-7B + CLIP-L/336, 576 image tokens"
-    rec = Recorder(args.out, f"ffaa GPU bench · {env.get('gpu', 'cpu')} · {stamp} · {shape} · random weights · "
-                             f"{args.new_tokens} new tokens per candidate, 3 candidates per face")
+    args.rec = rec = Recorder(args.out, title(args, env))
     rec.write("env", **env, dry_run=args.dry_run, new_tokens=args.new_tokens)
-    work = args.work or Path(tempfile.mkdtemp(prefix="ffaa-gpu-bench-"))
-    folder = work / "model"
-    fingerprints: dict[str, Any] = {}
+    own_work = args.work is None  # a folder given with --work is kept
+    work = args.work = args.work or Path(tempfile.mkdtemp(prefix="ffaa-gpu-bench-"))
     written: set[str] = set()
     try:
-        start = time.perf_counter()
-        step(rec, "build", lambda: build_model(folder, args.tokenizer, args.dry_run, args.device), False, args.budget_s)
-        rec.write("built", seconds=round(time.perf_counter() - start, 1), folder=str(folder))
-        if not (folder / "config.json").is_file():
-            return 1
-        plan = [("4bit", ("ffaa_reference", "batched")), ("none", ("ffaa_reference", "compiled")), ("mids", ()),
-                ("int4-ao", ("compiled",))]
-        plan += [(q, ("compiled",)) for q in args.optional.split(",") if q]
-        mids_s = None
-        for name, flows in plan:
-            optional = name in args.optional.split(",")
-            if name == "mids":
-                mids_s = step(rec, "mids", lambda: run_mids(rec, args), optional, args.budget_s)
-                continue
-            step(rec, name, lambda n=name, f=flows: run_format(rec, folder, n, f, args, fingerprints),
-                 optional, args.budget_s)
-            quality(rec, fingerprints, written)
-        summary(rec, mids_s)
+        for name in [q for q in args.steps.split(",") if q]:
+            launch(name, args)
+            if name == "build" and not (work / "model" / "config.json").is_file():
+                break
+            rec.render(quality(rec, written) + summary(rec, final=False))
+        rec.render(quality(rec, written) + summary(rec, final=True))
         rec.write("done", seconds=round(rec.elapsed(), 1))
     finally:
-        if args.work is None:
+        if own_work:
             shutil.rmtree(work, ignore_errors=True)
     return 0
 

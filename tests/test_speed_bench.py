@@ -91,25 +91,43 @@ def test_bench_rejects_unknown_names():
 
 @pytest.mark.slow
 def test_gpu_script_dry_run(tmp_path):
-    """The GPU script end to end on tiny shapes: every step reports, partial files are complete."""
+    """The GPU script end to end on tiny shapes, each step in its own process: every step
+    reports, and the table is rebuilt from what the steps wrote."""
     pytest.importorskip("torch")
     pytest.importorskip("torchao")
     pytest.importorskip("bitsandbytes")
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "gpu_bench.py"), "--dry-run", "--out", str(tmp_path),
-         "--optional", "int8-ao", "--budget-s", "0"],  # optional steps never fit a zero budget
+         "--steps", "build,none,int4-ao,batch,mids,4bit,int8-ao", "--optional", "int8-ao",
+         "--optional-step-s", "1e9"],  # an optional step never fits
         capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "gpu_bench.jsonl").read_text().splitlines()]
     kinds = [r["kind"] for r in rows]
     assert "error" not in kinds, [r for r in rows if r["kind"] == "error"]
     flows = [(r["quantization"], r["name"]) for r in rows if r["kind"] == "flow"]
-    assert flows == [("4bit", "ffaa_reference"), ("4bit", "batched"), ("none", "ffaa_reference"),
-                     ("none", "compiled"), ("int4-ao", "compiled")]
+    assert flows == [("none", "ffaa_reference"), ("none", "compiled"), ("none", "compiled_generate"),
+                     ("int4-ao", "compiled"), ("4bit", "ffaa_reference"), ("4bit", "batched")]
     assert [r["step"] for r in rows if r["kind"] == "skipped"] == ["int8-ao"]
-    assert kinds[0] == "env" and kinds[-1] == "done" and "mids" in kinds
+    assert kinds[0] == "env" and kinds[-1] == "done" and "mids" in kinds and "built" in kinds
+    [batch] = [r for r in rows if r["kind"] == "batch"]
+    assert batch["images"] == 4 and batch["batched_ips"] > 0 and batch["triage_ips"] > 0
     assert {r["quant"] for r in rows if r["kind"] == "quality"} == {"4bit", "int4-ao"}
     assert {r["quant"] for r in rows if r["kind"] == "target"} == {"none", "int4-ao"}
     md = (tmp_path / "gpu_bench.md").read_text()
     assert "| 4bit | ffaa_reference |" in md and "MIDS (random weights" in md and "Quality against none" in md
-    assert "not run: int8-ao" in md
+    assert "| batched across images |" in md and "not run: int8-ao" in md
+
+
+def test_gpu_script_records_a_crashed_step(tmp_path):
+    """A step whose process dies is a line in the table, and the later steps still run."""
+    pytest.importorskip("torch")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "gpu_bench.py"), "--dry-run", "--out", str(tmp_path),
+         "--steps", "none,mids"],  # no build step: loading the model must fail
+        capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "gpu_bench.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "error"] == ["none"]
+    assert "mids" in [r["kind"] for r in rows]
+    assert "failed: none:" in (tmp_path / "gpu_bench.md").read_text()
