@@ -257,18 +257,18 @@ def run_format(folder: Path, quant: str, flows: tuple[str, ...], args: argparse.
 
 
 def sample_images(count: int) -> list[Path]:
-    """`count` distinct variants of the bundled sample face (mirrored, rescaled)."""
-    from PIL import Image, ImageOps
+    """`count` distinct noise images of varied sizes (content does not matter with random weights;
+    no extra package is needed on the GPU machine)."""
+    import numpy as np
+    from PIL import Image
 
-    from ffaa.demo_image import sample_face_path
-
-    base = Image.open(sample_face_path()).convert("RGB")
     folder = Path(tempfile.mkdtemp(prefix="ffaa-gpu-batch-"))
     paths = []
     for i in range(count):
-        path = folder / f"face_{i}.png"
-        (ImageOps.mirror(base) if i % 2 else base).resize((480 - 8 * i, 480 - 8 * i)).save(path)
-        paths.append(path)
+        side = 480 - 8 * i
+        pixels = np.random.default_rng(i).integers(0, 256, (side, side, 3), dtype=np.uint8)
+        paths.append(folder / f"image_{i}.png")
+        Image.fromarray(pixels).save(paths[-1])
     return paths
 
 
@@ -295,7 +295,8 @@ def run_batch(folder: Path, args: argparse.Namespace) -> None:
                        batched_ips=round(result.batched_ips, 3),
                        triage_ips=round(result.triage_ips, 3) if result.triage_ips else None,
                        batched_s=round(result.batched_s, 3), triage_s=result.triage_s)
-        args.rec.note(f"Batch (bf16 compiled, {rows} prompts per call, whole image, {args.new_tokens} forced "
+        kind = "bf16 compiled" if args.device == "cuda" else "fp32, static cache"
+        args.rec.note(f"Batch ({kind}, {rows} prompts per call, whole image, {args.new_tokens} forced "
                       f"tokens per candidate, majority decision; warm-up {warm:.0f} s):\n\n{result.table()}")
     finally:
         release(backend)

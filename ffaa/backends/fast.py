@@ -13,8 +13,11 @@ removes most of it, but only if shapes never change, because every new shape is 
   by every call, so the compiled step always sees the same tensors. It grows (one recompile,
   with a warning) only if a prompt plus its answer would not fit.
 
-Only the one-token decoding step is compiled (transformers compiles it when the cache is static);
-the prefill runs eagerly and its shape may vary freely. `warmup()` pays the compile at start-up.
+Only the one-token decoding step is compiled; the prefill runs eagerly and its shape may vary
+freely. Greedy requests are decoded by ffaa's own loop (`steploop.GreedyLoop`: the step, token
+choice and bookkeeping on the device, the host checking in every few tokens); sampled requests,
+and checkpoints whose generation config adds logits processors, by transformers' `generate` on
+the same cache. `warmup()` pays the compile at start-up.
 Compiled code runs on one dedicated thread, because CUDA-graph state is per thread: requests
 arriving on server threads would otherwise record their own graphs.
 
