@@ -22,8 +22,13 @@ def save_heatmap(decider, face_image, report: ForensicReport, out_dir: Path) -> 
     target = target_for(report.decision.verdict is Verdict.FAKE)
     heat = explain(decider, face_image, mask_for_mids(final), target)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = Path(report.image.path).stem
-    face = "whole" if report.face_index is None else f"face{report.face_index}"
-    path = out_dir / f"{stem}_{face}_heatmap.png"
+    path = out_dir / heatmap_name(report)
     heat.overlay.save(path)
     return path
+
+
+def heatmap_name(report: ForensicReport) -> str:
+    """`<stem>_<8 hex of the image's sha256>_<face>_heatmap.png`: images of the same name in
+    different folders do not overwrite each other, and the same image always gets the same name."""
+    face = "whole" if report.face_index is None else f"face{report.face_index}"
+    return f"{Path(report.image.path).stem}_{report.image.sha256[:8]}_{face}_heatmap.png"

@@ -19,6 +19,9 @@ from .types import ForensicAnswer, ForgeryType, ParseResult, Verdict
 # Multi-line fields: continuation lines are joined to them. Every other field is one line.
 _MULTILINE = frozenset({"description", "reasoning"})
 _MARKUP = re.compile(r"[*_`#>]+")
+# Markdown wrapped around a label or a whole line ("**Analysis result:** Fake", "> quote"); markup
+# inside the text ("a > b", "multi_layer") is content and kept.
+_OUTER_MARKUP = re.compile(r"^(?:\s|[#>]|\*+|_{2,})+|(?:\s|\*+|_{2,})+$")
 _BULLET = re.compile(r"^\s*(?:[-•]\s+)")
 
 
@@ -49,12 +52,13 @@ def _classify(text: str, fmt: AnswerFormat) -> list[_Line]:
     pattern = _label_pattern(fmt)
     lines = []
     for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        clean = _MARKUP.sub("", _BULLET.sub("", raw)).strip()
-        match = pattern.match(clean)
+        line = _BULLET.sub("", raw)
+        match = pattern.match(_MARKUP.sub("", line).strip())  # markup may sit inside a label
         if match:
-            lines.append(_Line(_key_of(match["name"], fmt), match["value"].strip(), raw))
+            value = line.split(":", 1)[1]  # labels hold no colon: the first one ends the label
+            lines.append(_Line(_key_of(match["name"], fmt), _OUTER_MARKUP.sub("", value), raw))
         else:
-            lines.append(_Line(None, clean, raw))
+            lines.append(_Line(None, _OUTER_MARKUP.sub("", line), raw))
     return lines
 
 

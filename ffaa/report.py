@@ -211,12 +211,18 @@ def _face_title(report: ForensicReport) -> str:
     return f"face {report.face_index} at ({b.left}, {b.top})–({b.right}, {b.bottom})"
 
 
+def _md_text(text: str) -> str:
+    """Model or user text made inert in Markdown: angle brackets escaped, so HTML in an answer,
+    a question or a file name is shown, never rendered, by viewers that allow inline HTML."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def to_markdown(report: ForensicReport) -> str:
     """A human-readable report: verdict first, then explanation, candidates and provenance."""
     d, final = report.decision, report.final
     verdict = d.verdict.value.upper() if d.verdict else "UNDECIDED"
     out = [
-        f"# {Path(report.image.path).name} — {_face_title(report)}",
+        f"# {_md_text(Path(report.image.path).name)} — {_face_title(report)}",
         "",
         f"**Verdict: {verdict}**"
         + (f" · forgery type: {final.forgery_type.value}" if final and final.forgery_type else ""),
@@ -227,15 +233,15 @@ def to_markdown(report: ForensicReport) -> str:
     if d.forgery_score is not None:
         out.append(f"- forgery score: {d.forgery_score:.4f}")
     if final is not None:
-        out += ["", "## Explanation", "", format_answer(final)]
+        out += ["", "## Explanation", "", _md_text(format_answer(final))]
     out += ["", "## Candidates", ""]
     for c in report.candidates:
         status = c.answer.verdict.value if c.answer else f"not parsed ({c.parse.error})"
-        out.append(f"- #{c.index} [{c.prompt_kind}] {c.question!r} → {status}")
+        out.append(f"- #{c.index} [{c.prompt_kind}] {_md_text(repr(c.question))} → {_md_text(status)}")
     p = report.provenance
     out += ["", "## Provenance", "", f"- model: {p.model_id} ({p.backend}, {p.quantization}, {p.dtype} on {p.device})"]
     out.append(f"- prompts: {p.prompt_set}; decoder: {p.decoder}; image sha256: {report.image.sha256}")
     if p.demo:
         out.append("- DEMO MODEL: random weights, the output is noise")
-    out += [f"- note: {n}" for n in (*report.image.notes, *report.warnings)]
+    out += [f"- note: {_md_text(n)}" for n in (*report.image.notes, *report.warnings)]
     return "\n".join(out) + "\n"

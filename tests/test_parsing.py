@@ -117,3 +117,16 @@ def test_first_occurrence_of_a_field_wins():
     result = parse_answer(text)
     assert result.answer.verdict is Verdict.REAL
     assert any("repeated field" in w for w in result.warnings)
+
+
+def test_markup_around_labels_goes_markup_inside_text_stays():
+    text = ("**Image description:** a *studio* portrait_2 of a man\n"
+            "## Forgery reasoning: the seam width > 2 px at the jaw;\n"
+            "> the multi_layer blend shows `halos`\n"
+            "**Analysis result:** **Fake**\n"
+            "Probability: 0.9\n"
+            "Forgery type: __Identity exchange__")
+    answer = parse_answer(text).answer
+    assert answer.description == "a *studio* portrait_2 of a man"
+    assert answer.reasoning == "the seam width > 2 px at the jaw; the multi_layer blend shows `halos`"
+    assert answer.verdict_text == "Fake" and answer.forgery_type_text == "Identity exchange"

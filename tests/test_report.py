@@ -93,3 +93,22 @@ def test_jsonl_reader_ignores_a_torn_last_line(tmp_path):
     path.write_text(rec[:10] + "\n" + rec + "\n")
     with pytest.raises(ValueError, match=":1: not valid JSON"):
         list(iter_report_records(path))
+
+
+def test_markdown_shows_html_in_model_text_instead_of_rendering_it():
+    evil = FAKE.replace("Forgery reasoning:", "Forgery reasoning: <script>alert(1)</script> <img src=x onerror=y> &")
+    md = to_markdown(make_report((evil, evil, evil)))
+    assert "<script>" not in md and "<img" not in md
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md and "&lt;img src=x onerror=y&gt; &amp;" in md
+
+
+def test_heatmap_names_differ_for_same_named_images_in_different_folders():
+    from dataclasses import replace
+
+    from ffaa.heatmaps import heatmap_name
+
+    a = make_report()
+    b = replace(a, image=replace(a.image, path="/other/x.png", sha256="cd" * 32))
+    assert heatmap_name(a) == "x_abababab_face0_heatmap.png"
+    assert heatmap_name(b) == "x_cdcdcdcd_face0_heatmap.png"
+    assert heatmap_name(replace(a, face_index=None)).endswith("_whole_heatmap.png")
