@@ -250,6 +250,16 @@ def test_cli_defaults_are_safe_and_checked():
         server_options(build_parser().parse_args(["app", "--max-file-size", "lots"]))
 
 
+def test_negative_cache_age_is_refused_not_read_as_keep_forever():
+    from ffaa.cli import build_parser
+    from ffaa.commands.app import ui_options
+
+    parse = build_parser().parse_args
+    assert ui_options(parse(["app", "--scripted", "--cache-max-age", "0"]), examples=()).cache_max_age_s == 0
+    with pytest.raises(FfaaError, match="--cache-max-age must be 0 .* got -5"):
+        ui_options(parse(["app", "--scripted", "--cache-max-age", "-5"]), examples=())
+
+
 def test_importing_the_app_package_stays_light():
     code = ("import ffaa.app, ffaa.app.case, ffaa.app.render, ffaa.app.files, ffaa.commands.app, sys\n"
             "print(sorted(m for m in ('gradio', 'torch', 'transformers') if m in sys.modules))")

@@ -78,6 +78,8 @@ def ui_options(args: argparse.Namespace, examples: tuple[str, ...] | None = None
 
     if args.chat_max_new_tokens < 1 or args.history_turns < 0:
         raise FfaaError("--chat-max-new-tokens must be at least 1 and --history-turns at least 0")
+    if args.cache_max_age < 0:
+        raise FfaaError(f"--cache-max-age must be 0 (keep files) or more seconds, got {args.cache_max_age}")
     mode = "whole" if args.whole_image else ("auto" if args.fallback_whole else "faces")
     return UiOptions(
         examples=make_examples() if examples is None else examples,
@@ -85,7 +87,7 @@ def ui_options(args: argparse.Namespace, examples: tuple[str, ...] | None = None
         chat_max_new_tokens=args.chat_max_new_tokens,
         history_turns=args.history_turns,
         max_file_size=args.max_file_size.strip().lower().replace(" ", ""),
-        cache_max_age_s=max(0, args.cache_max_age),
+        cache_max_age_s=args.cache_max_age,
         demo=args.demo or args.scripted,
     )
 
