@@ -279,3 +279,17 @@ def test_a_generation_config_with_extra_processors_keeps_generate(tiny_dir, plai
 def test_unknown_loop_is_refused():
     with pytest.raises(FfaaError, match="loop must be one of own, generate"):
         FastSettings(loop="fast")
+
+
+def test_own_loop_on_llava_next_writes_the_plain_tokens():
+    """LLaVA-NeXT (AnyRes tiles, `image_sizes`) through the same static cache and loop."""
+    from ffaa.backends.tiny import tiny_model_dir
+
+    folder = str(tiny_model_dir(kind="llava_next"))
+    plain_next, static_next = load(folder, "off"), load(folder, "static")
+    try:
+        reqs = requests(2, 3)
+        assert static_next.fast._greedy_loop(static_next, GREEDY) is not None
+        assert [g.text for g in static_next.generate(reqs, GREEDY)] == [g.text for g in plain_next.generate(reqs, GREEDY)]
+    finally:
+        static_next.fast.close()
