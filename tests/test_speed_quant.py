@@ -127,3 +127,16 @@ def test_torchao_leaves_inductor_settings_alone(tiny_dir):
     before = inductor.coordinate_descent_tuning
     _load(tiny_dir, "int4-ao")
     assert inductor.coordinate_descent_tuning == before is False
+
+
+def test_compile_rows_follow_the_batch_size_in_batch_jobs():
+    from ffaa.cli import build_parser
+    from ffaa.commands.common import compile_rows
+    from ffaa.errors import FfaaError
+
+    parse = build_parser().parse_args
+    assert compile_rows(parse(["analyze", "x.png"])) == 3
+    assert compile_rows(parse(["batch", "in/", "--out", "o", "--batch-size", "24"])) == 24
+    assert compile_rows(parse(["batch", "in/", "--out", "o", "--compile-rows", "6"])) == 6
+    with pytest.raises(FfaaError, match="--compile-rows must be at least 1"):
+        compile_rows(parse(["analyze", "x.png", "--compile-rows", "0"]))

@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
     hidden = p.add_argument_group()
     hidden.add_argument("--backend", choices=("hf", "scripted"), default="hf", help=argparse.SUPPRESS)
     hidden.add_argument("--scripted-delay", type=float, default=0.0, help=argparse.SUPPRESS)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, rows_follow_batch_size=True)
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -85,9 +85,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"summaries of {len(summary.items)} items written to {args.summarize_only}")
         return 0
     config, factory = build_config(args)
-    from ..batch import run_batch
+    from ..batch import BatchInterrupted, run_batch
 
-    result = run_batch(config, factory)
+    try:
+        result = run_batch(config, factory)
+    except BatchInterrupted as stop:
+        print(stop, file=sys.stderr)
+        return 130
     print(f"{result.written} item(s) analysed ({result.errors} with errors), {result.skipped} already done; "
           f"{result.seconds:.1f} s. Report: {config.out / 'report.html'}", file=sys.stderr)
     return 0

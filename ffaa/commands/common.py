@@ -32,8 +32,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
                    help="compiled decoding (static cache + torch.compile): auto = on CUDA when --quant "
                         "compiles; static = static cache only; off = plain generate")
-    g.add_argument("--compile-rows", type=int, default=3, metavar="N",
-                   help="prompts per compiled generate call (3 = one face; fixed for the process)")
+    g.add_argument("--compile-rows", type=int, default=None, metavar="N",
+                   help="prompts per compiled generate call, fixed for the process (default 3 = one face; "
+                        "ffaa batch: --batch-size, so faces of several images share a call)")
     g.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
     g.add_argument("--revision", default=None, help="hub revision of --model")
     g.add_argument("--mids", default=None, metavar="PATH",
@@ -75,11 +76,22 @@ def analysis_options(args: argparse.Namespace):
     )
 
 
+def compile_rows(args: argparse.Namespace) -> int:
+    """--compile-rows, else the command's default: --batch-size where the command batches across
+    images (it sets `rows_follow_batch_size`), one face's three prompts elsewhere."""
+    rows = getattr(args, "compile_rows", None)
+    if rows is None:
+        rows = args.batch_size if getattr(args, "rows_follow_batch_size", False) else 3
+    if rows < 1:
+        raise FfaaError(f"--compile-rows must be at least 1, got {rows}")
+    return rows
+
+
 def load_backend(args: argparse.Namespace):
     from ..backends.hf_llava import HFLlavaBackend, LoadOptions
 
     options = LoadOptions(device=args.device, quant=args.quant, dtype=args.dtype, revision=args.revision,
-                          compile=getattr(args, "compile", "auto"), compile_rows=getattr(args, "compile_rows", 3))
+                          compile=getattr(args, "compile", "auto"), compile_rows=compile_rows(args))
     if args.demo:
         from ..backends.demo import demo_model_dir
 
