@@ -293,3 +293,23 @@ def test_own_loop_on_llava_next_writes_the_plain_tokens():
         assert [g.text for g in static_next.generate(reqs, GREEDY)] == [g.text for g in plain_next.generate(reqs, GREEDY)]
     finally:
         static_next.fast.close()
+
+
+def test_own_loop_failing_at_warmup_falls_back_to_compiled_generate(tiny_dir, plain, monkeypatch):
+    from ffaa.backends.steploop import GreedyLoop
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("graph capture failed\ndetails")
+
+    monkeypatch.setattr(GreedyLoop, "run", broken)
+    backend = load(tiny_dir, "static")
+    try:
+        messages = []
+        backend.warmup(log=messages.append)
+        assert backend.fast is not None and backend.fast.settings.loop == "generate"
+        assert any("ffaa's decoding loop failed at warm-up (RuntimeError: graph capture failed)" in m
+                   for m in messages)
+        reqs = requests(2)
+        assert [g.text for g in backend.generate(reqs, GREEDY)] == [g.text for g in plain.generate(reqs, GREEDY)]
+    finally:
+        backend.fast.close()

@@ -316,14 +316,30 @@ class FastDecoder:
         log(f"ffaa: {what} for groups of {self.settings.rows} prompts (once per process"
             + (", about a minute on a GPU)..." if self.compiled else ")..."))
         start = time.perf_counter()
-        requests = warmup_requests(backend, self.settings.rows)
-        settings = DecodingSettings(max_new_tokens=4, min_new_tokens=4, stop_at_answer_end=False)
-        for _ in range(3 if self.compiled else 1):
-            self.generate(backend, requests, settings)
+        try:
+            self._warm_calls(backend)
+        except Exception as exc:  # compiler or driver error in ffaa's loop: transformers' may still work
+            if self.settings.loop != "own":
+                raise
+            if os.environ.get("FFAA_DEBUG"):
+                traceback.print_exception(exc, file=sys.stderr)
+            log(f"ffaa: ffaa's decoding loop failed at warm-up ({_one_line(exc)}); "
+                "compiling transformers' generate instead...")
+            self._run(_forget_compiled, self.model)
+            self._loop = None
+            self.settings = dataclasses.replace(self.settings, loop="generate")
+            self._warm_calls(backend)
         self.warm = True
         seconds = time.perf_counter() - start
         log(f"ffaa: decoder ready in {seconds:.1f} s (cache of {self.cache_len} positions)")
         return seconds
+
+    def _warm_calls(self, backend: Any) -> None:
+        """Short generations of the longest standard prompt: compile, record, check."""
+        requests = warmup_requests(backend, self.settings.rows)
+        settings = DecodingSettings(max_new_tokens=4, min_new_tokens=4, stop_at_answer_end=False)
+        for _ in range(3 if self.compiled else 1):
+            self.generate(backend, requests, settings)
 
     def close(self) -> None:
         """Drop the compiled code, its CUDA graphs and the cache, and stop the decoding thread,
@@ -342,7 +358,7 @@ class FastDecoder:
 
 def give_up(decoder: FastDecoder, exc: BaseException, log: Callable[[str], None] | None = None) -> str:
     """Release a decoder whose warm-up failed and say so; returns the reason as one line."""
-    reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    reason = _one_line(exc)
     if os.environ.get("FFAA_DEBUG"):
         traceback.print_exception(exc, file=sys.stderr)
     (log or (lambda msg: print(msg, file=sys.stderr, flush=True)))(
@@ -352,6 +368,11 @@ def give_up(decoder: FastDecoder, exc: BaseException, log: Callable[[str], None]
     except Exception:  # the failure above matters, not a second one while cleaning up
         pass
     return reason
+
+
+def _one_line(exc: BaseException) -> str:
+    """`Type: first line of the message`."""
+    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
 
 
 def _forget_compiled(model: Any) -> None:
