@@ -269,9 +269,10 @@ def plan_targets(sampling: VideoSampling, duration_s: float | None) -> Iterator[
     if sampling.every_seconds is not None:
         step = sampling.every_seconds
         for k in itertools.count():
-            if duration_s is not None and k * step >= duration_s:
+            t = k * step if k else 0.0  # 0 * inf is nan, which no frame time would ever reach
+            if duration_s is not None and t >= duration_s:
                 return
-            yield k * step
+            yield t
     count = sampling.frames_per_video or 8
     if duration_s is None:
         yield 0.0  # length unknown (and not measurable): only the first frame can be placed

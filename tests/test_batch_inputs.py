@@ -86,3 +86,59 @@ def test_batch_modules_import_light():
             "print(' '.join(m for m in ('torch', 'ray', 'av', 'cv2', 'dlib', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == []
+
+
+def test_a_folder_and_its_own_manifest_keep_the_manifest_ids_and_labels(tmp_path):
+    png(tmp_path / "a.png", 1)
+    png(tmp_path / "b.png", 2)
+    (tmp_path / "labels.csv").write_text("path,id,label\na.png,A,real\nb.png,B,fake\n")
+    (tmp_path / "more.jsonl").write_text(json.dumps({"path": "a.png", "label": "fake"}) + "\n")
+    found = discover([str(tmp_path), str(tmp_path / "labels.csv"), str(tmp_path / "more.jsonl")])
+    assert [(i.item_id, i.label) for i in found.items] == [("A", "real"), ("B", "fake")]  # no labels.csv item
+    assert any("a.png is listed with label 'real'" in w and "keeping 'real'" in w for w in found.warnings)
+
+
+def test_files_inside_the_output_folder_are_never_inputs(tmp_path):
+    png(tmp_path / "a.png", 1)
+    png(tmp_path / "out" / "thumbs" / "t.png", 2)
+    (tmp_path / "out" / "summary.csv").write_text("path\n../a.png\n")
+    found = discover([str(tmp_path)], exclude=tmp_path / "out")
+    assert [i.item_id for i in found.items] == ["a.png"]
+    assert any("2 file(s) inside the output folder" in w for w in found.warnings)
+
+
+def test_csv_blank_rows_line_numbers_and_semicolons(tmp_path):
+    png(tmp_path / "a.png", 1)
+    (tmp_path / "list.csv").write_text("path,id\n\n\na.png,x\n,,\n")  # ",,": a spreadsheet's empty row
+    assert [i.item_id for i in discover([str(tmp_path / "list.csv")]).items] == ["x"]
+    (tmp_path / "bad.csv").write_text("path,id\n\n\na.png,x\n , y\n")
+    with pytest.raises(InputError, match=r"bad.csv:5: empty 'path'"):
+        discover([str(tmp_path / "bad.csv")])
+    (tmp_path / "semi.csv").write_text("Path;ID;Label\na.png;x;fake\n")
+    assert [(i.item_id, i.label) for i in discover([str(tmp_path / "semi.csv")]).items] == [("x", "fake")]
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ({"path": ["a.png"]}, "'path' must be text or a number"),
+    ({"path": "a.png", "label": {"x": 1}}, "'label' must be text or a number"),
+    ({"path": "a\0.png"}, "'path' contains a NUL character"),
+])
+def test_jsonl_rows_of_the_wrong_type_are_refused(tmp_path, row, message):
+    (tmp_path / "m.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(InputError, match=f"m.jsonl:1: {message}"):
+        discover([str(tmp_path / "m.jsonl")])
+
+
+def test_empty_files_are_not_duplicates_of_each_other(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"")
+    (tmp_path / "b.mp4").write_bytes(b"")
+    items = discover([str(tmp_path)]).items
+    assert [(i.item_id, len(i.sources), i.problem) for i in items] == [
+        ("a.jpg", 1, f"{tmp_path / 'a.jpg'}: empty file (0 bytes)"),
+        ("b.mp4", 1, f"{tmp_path / 'b.mp4'}: empty file (0 bytes)")]
+
+
+def test_a_symlink_to_itself_is_called_a_loop(tmp_path):
+    (tmp_path / "self.png").symlink_to("self.png")
+    (item,) = discover([str(tmp_path)]).items
+    assert item.problem.endswith("symlink loop (the link leads back to itself)")

@@ -100,3 +100,17 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
     with pytest.raises(OutputError, match="summary.md: disk full"):
         atomic_write(target, b"new")
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["summary.md"]
+
+
+def test_a_second_run_cannot_resume_into_a_folder_another_run_is_writing(tmp_path):
+    out = tmp_path / "out"
+    with ReportLog.open(out, resume=False)[0] as first:
+        first.append(block("a"))
+        partial = block("b").encode()
+        os.write(first._fd, partial[:20])  # the first run is in the middle of an append
+        with pytest.raises(OutputError, match="another ffaa batch is writing to .*out"):
+            ReportLog.open(out, resume=True)
+        assert (out / LOG_NAME).read_bytes().endswith(partial[:20])  # not cut off under its feet
+    with ReportLog.open(out, resume=True)[0]:  # once it has stopped, resuming works
+        pass
+    assert scan_log(out / LOG_NAME).done() == {("a", "full")}

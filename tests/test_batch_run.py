@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import makers
@@ -13,6 +14,7 @@ from test_batch_support import build_corpus, by_record, noise_images, read_jsonl
 from ffaa.backends.scripted import ScriptedBackend
 from ffaa.batch import (
     BatchConfig,
+    BatchInterrupted,
     EngineSettings,
     GenerationFailed,
     OutputError,
@@ -67,7 +69,10 @@ def test_every_input_gets_one_committed_item_and_all_outputs_exist(corpus_run):
     # 4 images (the copy merged), 3 videos, 5 junk files; hidden file and symlink loop skipped
     assert result.found == len(items) == 12 and result.written == 12 and result.errors == 6
     assert len({r["batch"]["key"] for r in items}) == 12
-    assert all(r["batch"]["sha256"] and r["batch"]["key"] == "sha256:" + r["batch"]["sha256"] for r in records[1:])
+    hashed = [r for r in records[1:] if r["batch"]["path"] != str(files["empty_video"])]
+    assert all(r["batch"]["sha256"] and r["batch"]["key"] == "sha256:" + r["batch"]["sha256"] for r in hashed)
+    empty = {r["batch"]["key"] for r in records[1:]} - {r["batch"]["key"] for r in hashed}
+    assert empty == {f"path:{files['empty_video']}"}  # empty files are not copies of one another
     celeba = next(r for r in items if r["batch"]["item_id"] == "real_celeba3.jpg")
     assert celeba["batch"]["paths"] == [str(files["real_celeba3.jpg"]), str(files["dup"])]
     assert sum(1 for r in by_record(records, "face") if r["batch"]["key"] == celeba["batch"]["key"]) == 1
@@ -259,3 +264,73 @@ def test_file_names_that_are_not_utf8_are_kept_exactly(tmp_path):
     (item,) = by_record(read_jsonl(tmp_path / "out" / LOG_NAME), "item")
     assert item["status"] == "ok" and Path(item["batch"]["path"]).name == name
     assert "caf\ufffd \ufffd.png" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_resume_with_the_output_folder_inside_the_input_folder_skips_its_own_outputs(tmp_path):
+    noise_images(tmp_path / "in", 2)
+    out = tmp_path / "in" / "report"
+    run_batch(config(out, tmp_path / "in"), ScriptedAssistantFactory(WHOLE))
+    again = run_batch(config(out, tmp_path / "in", resume=True), ScriptedAssistantFactory(WHOLE))
+    assert (again.found, again.skipped, again.written) == (2, 2, 0)
+    assert any("inside the output folder" in w for w in again.warnings)
+    assert len(by_record(read_jsonl(out / LOG_NAME), "item")) == 2
+
+
+class InterruptedOnThirdCall(ScriptedBackend):
+    """Ctrl-C arriving while the model works on the third item."""
+
+    def generate(self, requests, settings):
+        if len(self.batches) == 2:
+            raise KeyboardInterrupt
+        return super().generate(requests, settings)
+
+
+def test_ctrl_c_keeps_what_was_committed_writes_summaries_and_says_how_to_resume(tmp_path):
+    images = noise_images(tmp_path / "in", 5)
+    out = tmp_path / "out"
+    try:  # a bare KeyboardInterrupt must fail this test, not stop the whole pytest session
+        run_batch(config(out, *images, group_faces=1), Recording(InterruptedOnThirdCall, WHOLE))
+    except KeyboardInterrupt as exc:
+        stop = exc
+    assert isinstance(stop, BatchInterrupted)
+    assert re.match(r"interrupted: 2 item\(s\) saved .*the summaries show them.*--resume", str(stop))
+    assert "| items | 2 (image 2) |" in (out / "summary.md").read_text()
+    result = run_batch(config(out, *images, group_faces=1, resume=True), Recording(options=WHOLE))
+    assert (result.skipped, result.written) == (2, 3)
+
+
+def test_cli_reports_an_interrupted_batch_with_exit_status_130(tmp_path, monkeypatch, capsys):
+    import ffaa.batch
+
+    def interrupted(config, factory):
+        raise BatchInterrupted("interrupted: 3 item(s) saved; rerun the same command with --resume to finish")
+
+    monkeypatch.setattr(ffaa.batch, "run_batch", interrupted)
+    noise_images(tmp_path / "in", 1)
+    assert main(["batch", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--backend", "scripted"]) == 130
+    assert "rerun the same command with --resume" in capsys.readouterr().err
+
+
+def test_a_video_cut_inside_its_first_frame_says_so_once(tmp_path, shared_fixtures):
+    from test_batch_support import face_array, face_video
+
+    whole = face_video(tmp_path / "whole.mp4", face_array(shared_fixtures), count=40, faststart=True)
+    (tmp_path / "in").mkdir()
+    makers.truncated(tmp_path / "in" / "cut.mp4", whole, keep=0.6)
+    run_batch(config(tmp_path / "out", tmp_path / "in"), ScriptedAssistantFactory())
+    (error,) = by_record(read_jsonl(tmp_path / "out" / LOG_NAME), "error")
+    assert error["stage"] == "video" and error["reason"].count("no frame could be decoded") == 1
+
+
+def test_a_file_fixed_before_resume_replaces_its_old_error_in_the_summaries(tmp_path):
+    images = noise_images(tmp_path / "in", 2)
+    broken = tmp_path / "in" / "img001.png"
+    good = broken.read_bytes()
+    broken.write_bytes(b"")  # empty in the first run: an error keyed by its path
+    run_batch(config(tmp_path / "out", tmp_path / "in"), ScriptedAssistantFactory(WHOLE))
+    broken.write_bytes(good)
+    run_batch(config(tmp_path / "out", tmp_path / "in", resume=True), ScriptedAssistantFactory(WHOLE))
+    assert len(by_record(read_jsonl(tmp_path / "out" / LOG_NAME), "item")) == 3  # the log keeps the history
+    summary = load_summary(tmp_path / "out")
+    assert sorted((v.batch["path"], v.item["status"]) for v in summary.items) == [
+        (str(images[0]), "ok"), (str(broken), "ok")]

@@ -250,6 +250,12 @@ def test_plan_targets():
     assert list(plan_targets(VideoSampling(frames_per_video=5), None)) == [0.0]
 
 
+def test_every_infinite_seconds_takes_the_first_frame_only(videos):
+    assert list(plan_targets(VideoSampling(every_seconds=float("inf")), 3.0)) == [0.0]
+    sample = sample_video(videos["mp4"], VideoSampling(every_seconds=float("inf")))
+    assert [f.index for f in sample.frames] == [0] and not sample.partial
+
+
 # -- faces in frames -------------------------------------------------------------------------
 
 

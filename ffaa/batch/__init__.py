@@ -13,7 +13,14 @@ from .engine import EngineSettings, VideoOptions
 from .factory import CliAssistantFactory, ScriptedAssistantFactory
 from .inputs import Discovery, Item, Source, discover
 from .journal import LOG_NAME, OutputError, ReportLog, scan_log
-from .runner import BatchConfig, BatchResult, GenerationFailed, RayOptions, run_batch
+from .runner import (
+    BatchConfig,
+    BatchInterrupted,
+    BatchResult,
+    GenerationFailed,
+    RayOptions,
+    run_batch,
+)
 from .summary import BatchSummary, load_summary, write_summaries
 from .triage import triage_prompt, triage_reports
 
@@ -22,6 +29,7 @@ __all__ = [
     "RULES",
     "BatchBench",
     "BatchConfig",
+    "BatchInterrupted",
     "BatchResult",
     "BatchSummary",
     "CliAssistantFactory",

@@ -21,7 +21,16 @@ from ..errors import FfaaError, InputError
 from ..types import ForensicReport, ImageInfo
 from .aggregate import FaceOutcome, FramePoint, aggregate, combine
 from .inputs import Item
-from .records import Block, ItemSummary, Mode, error_record, face_record, item_fields, item_record, video_record
+from .records import (
+    Block,
+    ItemSummary,
+    Mode,
+    error_record,
+    face_record,
+    item_fields,
+    item_record,
+    video_record,
+)
 from .triage import triage_reports
 
 if TYPE_CHECKING:
@@ -170,12 +179,19 @@ def _prepare_video(item: Item, assistant: Assistant, settings: EngineSettings) -
                 thumb, thumb_has_face = thumbnail(frame.image, THUMB_SIDE), bool(found)  # first face frame
     scan = VideoScan(tuple(frames), sampler.partial, sampler.error, _video_info(sampler.info))
     if not frames:
-        reason = f"{item.path}: no frame could be decoded ({sampler.error or 'empty video stream'})"
-        raise _Failed(ItemError("video", reason, "InputError"))
+        raise _Failed(ItemError("video", _no_frame(item, sampler.error), "InputError"))
     if not jobs:
         error = ItemError("faces", f"no face found in any of the {len(frames)} sampled frames", "InputError")
         return Prepared(item, video=scan, thumb=thumb, error=error)
     return Prepared(item, tuple(jobs), tuple(where), scan, thumb)
+
+
+def _no_frame(item: Item, error: str | None) -> str:
+    """Why a video gave no frame, without repeating the sampler's own "no frame could be decoded"."""
+    detail = error or "empty video stream"
+    if detail.startswith("no frame"):
+        return f"{item.path}: {detail}"
+    return f"{item.path}: no frame could be decoded ({detail})"
 
 
 def _check_frame_size(item: Item, info, assistant: Assistant) -> None:
@@ -227,7 +243,7 @@ def analyze_group(assistant: Assistant, group: Sequence[Prepared], settings: Eng
     ready = [p for p in group if p.error is None]
     try:
         reports = _analyze(assistant, [job for p in ready for job in p.jobs], settings)
-    except Exception as exc:  # backends raise many kinds (CUDA, tokenizer, image processor)
+    except Exception as exc:  # noqa: BLE001 -- backends raise many kinds (CUDA, tokenizer, image processor)
         if len(ready) > 1:
             return [block for p in group for block in analyze_group(assistant, [p], settings)]
         failed = {id(p): ItemError("generate", f"{type(exc).__name__}: {exc}", type(exc).__name__) for p in ready}

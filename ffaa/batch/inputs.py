@@ -10,8 +10,10 @@ is also the key that makes runs resumable: an item is done when a record for its
 from __future__ import annotations
 
 import csv
+import errno
 import glob
 import hashlib
+import io
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -30,12 +32,17 @@ Kind = Literal["image", "video", "other", "unreadable"]
 
 @dataclass(frozen=True)
 class Source:
-    """One listed file: where it is, the id and label the user gave it, and what listed it."""
+    """One listed file: where it is, the id and label the user gave it, and what listed it.
+
+    manifest: listed by a manifest row, whose id and label were chosen by the user; it wins
+    over a folder or glob listing of the same path (see `_unique_paths`).
+    """
 
     path: str
     item_id: str
     label: str | None = None
     origin: str = ""
+    manifest: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,8 +50,9 @@ class Item:
     """One distinct content to analyse, with every source that holds it.
 
     key: "sha256:<hex>" for readable files; "path:<absolute path>" when the file cannot be
-    read (it has no content to hash). problem: why the item cannot be analysed at all, if known
-    before decoding (missing, unreadable).
+    read or is empty (it has no content to hash, and empty files are not copies of each other).
+    problem: why the item cannot be analysed at all, if known before decoding (missing,
+    unreadable, empty).
     """
 
     key: str
@@ -84,9 +92,13 @@ class Discovery:
     warnings: tuple[str, ...] = ()
 
 
-def discover(arguments: Sequence[str]) -> Discovery:
-    """Expand, hash and group the inputs; refuses when nothing at all was found."""
-    sources, warnings = collect_sources(arguments)
+def discover(arguments: Sequence[str], exclude: Path | None = None) -> Discovery:
+    """Expand, hash and group the inputs; refuses when nothing at all was found.
+
+    exclude: the run's output folder; files inside it (thumbnails, reports, summaries) are
+    never inputs, even when the output folder sits inside an input folder.
+    """
+    sources, warnings = collect_sources(arguments, exclude)
     if not sources:
         raise InputError(f"no input files found in {', '.join(arguments)}" + _why(warnings))
     return Discovery(tuple(build_items(sources)), tuple(warnings))
@@ -99,15 +111,39 @@ def _why(warnings: list[str]) -> str:
 # -- expanding arguments ---------------------------------------------------------------------
 
 
-def collect_sources(arguments: Sequence[str]) -> tuple[list[Source], list[str]]:
-    """One Source per file named by the arguments, in argument order, each path once."""
+def collect_sources(arguments: Sequence[str], exclude: Path | None = None) -> tuple[list[Source], list[str]]:
+    """One Source per file named by the arguments, in argument order, each path once.
+
+    A manifest given as an argument is not also an input when a folder walk finds it, and
+    nothing inside `exclude` (the output folder) is an input.
+    """
     sources: list[Source] = []
     warnings: list[str] = []
     for arg in arguments:
         found, notes = _expand(arg)
         sources += found
         warnings += notes
-    return _unique_paths(sources), warnings
+    manifests = {_absolute(Path(a).expanduser()) for a in arguments if _is_manifest(Path(a).expanduser())}
+    sources = [s for s in sources if s.path not in manifests]
+    if exclude is not None:
+        sources, notes = _outside(sources, exclude)
+        warnings += notes
+    unique, notes = _unique_paths(sources)
+    return unique, warnings + notes
+
+
+def _is_manifest(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES
+
+
+def _outside(sources: list[Source], folder: Path) -> tuple[list[Source], list[str]]:
+    """The sources that are not inside `folder` (symlinks resolved), and a note if some were."""
+    root = os.path.realpath(folder)
+    outside = [s for s in sources if os.path.commonpath([root, os.path.realpath(s.path)]) != root]
+    if len(outside) == len(sources):
+        return sources, []
+    skipped = len(sources) - len(outside)
+    return outside, [f"{skipped} file(s) inside the output folder {folder} skipped (the run's own outputs)"]
 
 
 def _expand(arg: str) -> tuple[list[Source], list[str]]:
@@ -115,7 +151,7 @@ def _expand(arg: str) -> tuple[list[Source], list[str]]:
     if path.is_dir():
         found, notes = walk_folder(path)
         return found, notes + ([f"folder {arg} holds no files"] if not found else [])
-    if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+    if _is_manifest(path):
         return read_manifest(path), []
     if path.exists() or os.path.islink(path):
         return [Source(_absolute(path), path.name, origin=arg)], []
@@ -150,7 +186,7 @@ def walk_folder(root: Path) -> tuple[list[Source], list[str]]:
     for folder, dirs, files in os.walk(root, followlinks=True, onerror=lambda e: notes.append(_walk_error(e))):
         st = os.stat(folder)
         if (st.st_dev, st.st_ino) in seen:
-            notes.append(f"symlink loop skipped at {folder}")
+            notes.append(f"symlink loop skipped at {folder} (a folder already listed)")
             dirs[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))
@@ -170,14 +206,20 @@ def _absolute(path: Path) -> str:
     return os.path.normpath(os.path.abspath(path))
 
 
-def _unique_paths(sources: Iterable[Source]) -> list[Source]:
-    seen: set[str] = set()
-    out = []
+def _unique_paths(sources: Iterable[Source]) -> tuple[list[Source], list[str]]:
+    """Each path once, where it was first listed. A manifest row's id and label win over a
+    folder or glob listing of the same file (`photos/ photos/labels.csv`); between two manifest
+    rows the first wins, and a conflicting label is reported."""
+    kept: dict[str, Source] = {}
+    notes = []
     for source in sources:
-        if source.path not in seen:
-            seen.add(source.path)
-            out.append(source)
-    return out
+        first = kept.get(source.path)
+        if first is None or (source.manifest and not first.manifest):
+            kept[source.path] = source  # a dict keeps the first position on reassignment
+        elif source.manifest and source.label != first.label:
+            notes.append(f"{source.path} is listed with label {first.label!r} in {first.origin} and "
+                         f"{source.label!r} in {source.origin}; keeping {first.label!r}")
+    return list(kept.values()), notes
 
 
 # -- manifests -------------------------------------------------------------------------------
@@ -188,38 +230,65 @@ def read_manifest(path: Path) -> list[Source]:
 
     Relative paths are taken from the manifest's folder, so a manifest travels with its data.
     """
-    rows = _manifest_rows(path)
-    base = path.parent
     out = []
-    for number, row in rows:
-        value = str(row.get("path") or "").strip()
+    for number, row in _manifest_rows(path):
+        where = f"{path}:{number}"
+        value = _text(row, "path", where)
         if not value:
-            raise InputError(f"{path}:{number}: empty 'path'")
+            raise InputError(f"{where}: empty 'path'")
+        if "\0" in value:
+            raise InputError(f"{where}: 'path' contains a NUL character")
         full = Path(value).expanduser()
-        full = full if full.is_absolute() else base / full
-        item_id = str(row.get("id") or "").strip() or value
-        label = str(row.get("label") or "").strip() or None
-        out.append(Source(_absolute(full), item_id, label, origin=str(path)))
+        full = full if full.is_absolute() else path.parent / full
+        item_id = _text(row, "id", where) or value
+        label = _text(row, "label", where) or None
+        out.append(Source(_absolute(full), item_id, label, origin=str(path), manifest=True))
     return out
+
+
+def _text(row: dict, column: str, where: str) -> str:
+    """A cell as stripped text; JSON numbers are fine (id 7, label 1), lists and objects are not."""
+    value = row.get(column)
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, bool)):
+        raise InputError(f"{where}: '{column}' must be text or a number, not {json.dumps(value)[:60]}")
+    return str(value).strip()
 
 
 def _manifest_rows(path: Path) -> list[tuple[int, dict]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read manifest {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"cannot read manifest {path}: not UTF-8 text (byte {exc.start}); "
+                         "save it as UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"cannot read manifest {path}: {exc.strerror or exc}") from exc
     if path.suffix.lower() == ".csv":
         return _csv_rows(path, text)
     return _jsonl_rows(path, text)
 
 
 def _csv_rows(path: Path, text: str) -> list[tuple[int, dict]]:
-    reader = csv.DictReader(text.splitlines())
+    """(line number, row) of each row that is not blank; a row of empty cells (",,", as
+    spreadsheets export trailing rows) is blank too."""
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     columns = [c.strip().lower() for c in reader.fieldnames or []]
     if "path" not in columns:
         raise InputError(f"manifest {path} has no 'path' column (columns: {', '.join(columns) or 'none'})")
     reader.fieldnames = columns
-    return [(n, row) for n, row in enumerate(reader, 2)]
+    rows = [(reader.line_num, row) for row in reader]
+    return [(n, row) for n, row in rows if any(str(v or "").strip() for k, v in row.items() if k is not None)]
+
+
+def _delimiter(text: str) -> str:
+    """Comma, or the semicolon or tab that spreadsheets in some locales write: whichever
+    splits the header line into a 'path' column."""
+    header = text.split("\n", 1)[0]
+    for sep in (",", ";", "\t"):
+        if "path" in (cell.strip().strip('"').strip().lower() for cell in header.split(sep)):
+            return sep
+    return ","
 
 
 def _jsonl_rows(path: Path, text: str) -> list[tuple[int, dict]]:
@@ -255,7 +324,11 @@ def _merge(item: Item, source: Source) -> Item:
 
 
 def _inspect(source: Source) -> Item:
-    """Content hash and kind of one file, or the reason it cannot be read."""
+    """Content hash and kind of one file, or the reason it cannot be read.
+
+    An empty file is keyed by its path: empty files share a hash but are not copies of one
+    another (each is its own mistake, to be reported under its own name).
+    """
     from ..media import sniff_kind
 
     path = Path(source.path)
@@ -265,16 +338,23 @@ def _inspect(source: Source) -> Item:
         if not path.is_file():
             raise InputError(f"{path}: not a regular file")
         digest, size = file_sha256(path)
-        kind = sniff_kind(path) if size else "other"
+        if not size:
+            return Item(f"path:{source.path}", None, "other", 0, (source,), f"{path}: empty file (0 bytes)")
+        kind = sniff_kind(path)
     except InputError as exc:
         return Item(f"path:{source.path}", None, "unreadable", 0, (source,), str(exc))
     return Item(f"sha256:{digest}", digest, kind, size, (source,))
 
 
 def _missing(path: Path) -> str:
-    if os.path.islink(path):
-        return f"{path}: broken symlink (its target does not exist)"
-    return f"{path}: no such file"
+    if not os.path.islink(path):
+        return f"{path}: no such file"
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{path}: symlink loop (the link leads back to itself)"
+    return f"{path}: broken symlink (its target does not exist)"
 
 
 def file_sha256(path: Path) -> tuple[str, int]:

@@ -131,15 +131,23 @@ class ReportLog:
         """
         prepare_folder(folder, resume)
         path = folder / LOG_NAME
-        scan = scan_log(path)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {describe_os_error(exc)}") from exc
+        try:
+            _lock(fd, folder)  # before the scan: another run may be appending
+            scan = scan_log(path)
             if os.fstat(fd).st_size != scan.good_size:
                 os.ftruncate(fd, scan.good_size)
             os.fsync(fd)
             _fsync_dir(folder)
         except OSError as exc:
+            os.close(fd)
             raise OutputError(f"cannot write {path}: {describe_os_error(exc)}") from exc
+        except BaseException:
+            os.close(fd)
+            raise
         return cls(folder, fd, scan.good_size), scan
 
     def append(self, block: Block) -> None:
@@ -180,11 +188,25 @@ class ReportLog:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> ReportLog:
+    def __enter__(self) -> ReportLog:  # noqa: PYI034 -- typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _lock(fd: int, folder: Path) -> None:
+    """Hold the log for this run: a second run resuming into the same folder at the same time
+    would analyse the same items again and cut off the first one's appends."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory locks, one run at a time is up to the user
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise OutputError(f"another ffaa batch is writing to {folder}; let it finish (or stop it) "
+                          "before resuming there") from None
 
 
 def check_folder(folder: Path, resume: bool) -> None:

@@ -34,6 +34,10 @@ class GenerationFailed(FfaaError):
     """The model failed on several items in a row: it is broken, not the items."""
 
 
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run. The committed items are safe; the message says how to go on."""
+
+
 @dataclass(frozen=True)
 class RayOptions:
     """Where and how wide to run on Ray. address None: RAY_ADDRESS or a local cluster."""
@@ -83,7 +87,7 @@ def run_batch(config: BatchConfig, factory: AssistantFactory) -> BatchResult:
 
     start = time.perf_counter()
     check_output(config)
-    discovery = discover(config.inputs) if config.inputs else None
+    discovery = discover(config.inputs, config.out) if config.inputs else None
     for note in discovery.warnings if discovery else ():
         print(f"warning: {note}", file=sys.stderr)
     log, scan = ReportLog.open(config.out, _resuming(config))
@@ -94,17 +98,35 @@ def run_batch(config: BatchConfig, factory: AssistantFactory) -> BatchResult:
         log.append(Block((run_record(settings),)))
         writer = Writer(log, scan.done(), config.failure_limit)
         found = skipped = 0
-        if discovery:
-            items = list(discovery.items)
-            work = [i for i in items if (i.key, config.engine.mode) not in writer.done]
-            found, skipped = len(items), len(items) - len(work)
-            _run(work, factory, config, config.engine, writer)
-        if config.explain_flagged:
-            _explain_flagged(factory, config, writer)
+        try:
+            if discovery:
+                items = list(discovery.items)
+                work = [i for i in items if (i.key, config.engine.mode) not in writer.done]
+                found, skipped = len(items), len(items) - len(work)
+                _run(work, factory, config, config.engine, writer)
+            if config.explain_flagged:
+                _explain_flagged(factory, config, writer)
+        except KeyboardInterrupt:
+            _stop_interrupted(config, writer)
     write_summaries(config.out)
     warnings = discovery.warnings if discovery else ()
     return BatchResult(config.out, found, skipped, writer.written, writer.errors,
                        time.perf_counter() - start, tuple(warnings))
+
+
+def _stop_interrupted(config: BatchConfig, writer: Writer) -> None:
+    """After Ctrl-C: summarise what was committed (a second Ctrl-C skips that) and say how to
+    finish. The item in progress was not written, so --resume redoes it."""
+    from .summary import write_summaries
+
+    summaries = "the summaries show them"
+    try:
+        write_summaries(config.out)
+    except (FfaaError, KeyboardInterrupt):
+        summaries = "the summaries were not updated"
+    raise BatchInterrupted(
+        f"interrupted: {writer.written} item(s) saved by this run in {writer.log.path} ({summaries}); "
+        "rerun the same command with --resume to finish") from None
 
 
 def check_output(config: BatchConfig) -> None:
@@ -155,14 +177,14 @@ def _run(items: Sequence[Item], factory: AssistantFactory, config: BatchConfig,
          settings: EngineSettings, writer: Writer) -> None:
     if not items:
         return
+    assistant = factory() if config.ray is None else None  # loaded before the bar starts its clock
     with _progress(len(items), config.progress, settings.mode) as bar:
         writer.bar = bar
-        if config.ray is not None:
+        if assistant is None:
             from .distributed import run_on_ray
 
             run_on_ray(items, factory, settings, config.group_faces, config.ray, writer)
         else:
-            assistant = factory()
             blocks = process(prefetch(items, lambda i: prepare(i, assistant, settings)),
                              assistant, settings, config.group_faces)
             for block in blocks:
@@ -221,7 +243,7 @@ def prefetch(items: Sequence[Item], fn: Callable[[Item], Prepared], depth: int =
                 if stop.is_set():
                     return
                 put(fn(item))
-        except BaseException as exc:  # re-raised in the consumer, which owns error handling
+        except BaseException as exc:  # noqa: BLE001 -- re-raised in the consumer, which owns error handling
             put(_Crash(exc))
         finally:
             put(_End())

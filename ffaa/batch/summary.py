@@ -82,8 +82,9 @@ def load_summary(folder: str | Path) -> BatchSummary:
         raise FfaaError(f"{path} not found: not a batch output folder")
     scan = scan_log(path)
     latest: dict[str, ItemView] = {}
+    when: dict[str, int] = {}
     runs = []
-    for block in scan.blocks:
+    for n, block in enumerate(scan.blocks):
         final = block[-1]
         if final["record"] == "run":
             runs.append(final)
@@ -91,8 +92,20 @@ def load_summary(folder: str | Path) -> BatchSummary:
         view = _view(block)
         known = latest.get(view.batch["key"])
         if known is None or known.batch["mode"] == "triage" or view.batch["mode"] == "full":
-            latest[view.batch["key"]] = view
-    return BatchSummary(folder, tuple(latest.values()), tuple(runs), scan.dropped)
+            latest[view.batch["key"]], when[view.batch["key"]] = view, n
+    return BatchSummary(folder, _current(latest, when), tuple(runs), scan.dropped)
+
+
+def _current(latest: dict[str, ItemView], when: dict[str, int]) -> tuple[ItemView, ...]:
+    """The items that still describe a file: an item whose every path a later item analysed
+    again (a file unreadable, missing or empty in one run and fixed before --resume, or changed
+    since) is dropped. The log keeps the history; the summaries show the files as they are."""
+    owner: dict[str, str] = {}
+    for key in sorted(latest, key=when.__getitem__):
+        for path in latest[key].batch["paths"]:
+            owner[path] = key
+    owners = set(owner.values())
+    return tuple(v for key, v in latest.items() if key in owners)
 
 
 def _view(block: tuple[dict[str, Any], ...]) -> ItemView:
