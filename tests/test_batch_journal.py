@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,20 @@ def test_a_second_run_cannot_resume_into_a_folder_another_run_is_writing(tmp_pat
     with ReportLog.open(out, resume=True)[0]:  # once it has stopped, resuming works
         pass
     assert scan_log(out / LOG_NAME).done() == {("a", "full")}
+
+
+def test_concurrent_atomic_writes_use_their_own_temporary_files(tmp_path, monkeypatch):
+    """A --summarize-only beside a running batch writes the same summaries: no shared temp name."""
+    names = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        names.append(Path(src).name)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    atomic_write(tmp_path / "summary.md", b"a")
+    atomic_write(tmp_path / "summary.md", b"b")
+    assert len(set(names)) == 2 and all(n.startswith(".summary.md.") for n in names)
+    assert (tmp_path / "summary.md").read_bytes() == b"b"
+    assert oct((tmp_path / "summary.md").stat().st_mode & 0o777) == "0o644"

@@ -334,3 +334,38 @@ def test_a_file_fixed_before_resume_replaces_its_old_error_in_the_summaries(tmp_
     summary = load_summary(tmp_path / "out")
     assert sorted((v.batch["path"], v.item["status"]) for v in summary.items) == [
         (str(images[0]), "ok"), (str(broken), "ok")]
+
+
+def test_output_errors_say_how_to_go_on(tmp_path, monkeypatch):
+    """A thumbnail that cannot be written stops the run with the --resume hint; summaries that
+    cannot be written name --summarize-only (every item is in the log)."""
+    import ffaa.batch.runner as runner
+    import ffaa.batch.summary as summary
+    from ffaa.batch.journal import OutputError
+
+    images = noise_images(tmp_path / "in", 3)
+
+    def full(*args, **kwargs):
+        raise OutputError("cannot write summary.md: disk full")
+
+    monkeypatch.setattr(summary, "write_summaries", full)
+    with pytest.raises(OutputError, match=r"disk full\. Every item is in .*reports\.jsonl.*--summarize-only"):
+        run_batch(config(tmp_path / "out", *images), ScriptedAssistantFactory(WHOLE))
+    monkeypatch.undo()
+
+    def thumbs_full(*args, **kwargs):
+        raise OutputError("cannot write thumbs/x.jpg: disk full")
+
+    monkeypatch.setattr(runner, "analyze_group", thumbs_full)
+    with pytest.raises(OutputError, match=r"thumbs/x\.jpg: disk full\. The 0 item\(s\) written before are safe.*--resume"):
+        run_batch(config(tmp_path / "out2", *images), ScriptedAssistantFactory(WHOLE))
+
+
+def test_large_inputs_announce_hashing(tmp_path, monkeypatch, capsys):
+    import ffaa.batch.inputs as inputs
+
+    images = noise_images(tmp_path / "in", 2)
+    monkeypatch.setattr(inputs, "HASH_NOTICE_BYTES", 0)
+    run_batch(BatchConfig(out=tmp_path / "out", inputs=(str(tmp_path / "in"),), progress=True),
+              ScriptedAssistantFactory(WHOLE))
+    assert f"ffaa batch: hashing {len(images)} input files" in capsys.readouterr().err

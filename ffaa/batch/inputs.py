@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -92,16 +92,32 @@ class Discovery:
     warnings: tuple[str, ...] = ()
 
 
-def discover(arguments: Sequence[str], exclude: Path | None = None) -> Discovery:
+# Above this many bytes of input, say that hashing is under way (it reads every byte once).
+HASH_NOTICE_BYTES = 256 * 2**20
+
+
+def discover(arguments: Sequence[str], exclude: Path | None = None,
+             log: Callable[[str], None] | None = None) -> Discovery:
     """Expand, hash and group the inputs; refuses when nothing at all was found.
 
     exclude: the run's output folder; files inside it (thumbnails, reports, summaries) are
     never inputs, even when the output folder sits inside an input folder.
+    log: told when hashing will take a while (large inputs), before it starts.
     """
     sources, warnings = collect_sources(arguments, exclude)
     if not sources:
         raise InputError(f"no input files found in {', '.join(arguments)}" + _why(warnings))
+    total = sum(_size(s.path) for s in sources)
+    if log is not None and total > HASH_NOTICE_BYTES:
+        log(f"hashing {len(sources)} input files ({total / 2**30:.1f} GiB) to find copies and finished items...")
     return Discovery(tuple(build_items(sources)), tuple(warnings))
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:  # reported with its reason when the file is inspected
+        return 0
 
 
 def _why(warnings: list[str]) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,17 +235,22 @@ def prepare_folder(folder: Path, resume: bool) -> None:
 
 def atomic_write(path: Path, data: bytes, sync: bool = True) -> None:
     """Write `data` to `path` through a temporary file and a rename: old or new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
+        # A name of its own: a --summarize-only beside a running batch writes the same files.
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(name)
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             if sync:
                 fh.flush()
                 os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; reports are ordinary files
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {describe_os_error(exc)}") from exc
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import FfaaError
 from .engine import EngineSettings, Prepared, analyze_group, build_block, prepare
 from .inputs import Item, Source, build_items, discover
-from .journal import LOG_NAME, LogScan, ReportLog, check_folder, scan_log
+from .journal import LOG_NAME, LogScan, OutputError, ReportLog, check_folder, scan_log
 from .records import Block, run_record
 
 if TYPE_CHECKING:
@@ -87,7 +87,8 @@ def run_batch(config: BatchConfig, factory: AssistantFactory) -> BatchResult:
 
     start = time.perf_counter()
     check_output(config)
-    discovery = discover(config.inputs, config.out) if config.inputs else None
+    notice = (lambda line: print(f"ffaa batch: {line}", file=sys.stderr, flush=True)) if config.progress else None
+    discovery = discover(config.inputs, config.out, notice) if config.inputs else None
     for note in discovery.warnings if discovery else ():
         print(f"warning: {note}", file=sys.stderr)
     log, scan = ReportLog.open(config.out, _resuming(config))
@@ -108,7 +109,16 @@ def run_batch(config: BatchConfig, factory: AssistantFactory) -> BatchResult:
                 _explain_flagged(factory, config, writer)
         except KeyboardInterrupt:
             _stop_interrupted(config, writer)
-    write_summaries(config.out)
+        except OutputError as exc:
+            if "--resume" in str(exc):  # the log's own message already says how to go on
+                raise
+            raise OutputError(f"{exc}. The {writer.written} item(s) written before are safe: fix that, then "
+                              "rerun the same command with --resume") from exc
+    try:
+        write_summaries(config.out)
+    except OutputError as exc:
+        raise OutputError(f"{exc}. Every item is in {log.path}: fix that, then rebuild the summaries "
+                          f"with ffaa batch --summarize-only {config.out}") from exc
     warnings = discovery.warnings if discovery else ()
     return BatchResult(config.out, found, skipped, writer.written, writer.errors,
                        time.perf_counter() - start, tuple(warnings))
