@@ -140,6 +140,7 @@ def test_summaries_count_and_escape(corpus_run):
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt; &amp; &#x27;q&#x27;.txt" in page
     assert page.count("<script>") == 1 and "http://" not in page and "https://" not in page
     assert page.count("data:image/jpeg;base64,") >= 15 and page.count("<svg") == 3
+    assert "<b>real_celeba3.jpg · sub/copy of celeba.jpg</b>" in page  # a copy keeps its own id
 
 
 def test_rerun_refuses_a_used_folder_and_resume_skips_what_is_done(corpus_run, tmp_path):

@@ -45,7 +45,7 @@ def _row(folder: Path, v: ItemView) -> str:
     b, item = v.batch, v.item
     verdict = item.get("verdict") or "none"
     score = item.get("score")
-    text = " ".join(str(x) for x in (b["item_id"], *b["paths"], item.get("reason") or "", b.get("label") or ""))
+    text = " ".join(str(x) for x in (*_ids(b), *b["paths"], item.get("reason") or "", b.get("label") or ""))
     attrs = {
         "data-id": b["item_id"], "data-kind": b["kind"], "data-verdict": verdict, "data-status": item["status"],
         "data-score": "" if score is None else f"{score:.6f}", "data-faces": item.get("faces") or 0,
@@ -65,9 +65,15 @@ def _row(folder: Path, v: ItemView) -> str:
     return f"<tr {attr}>{''.join(cells)}</tr>"
 
 
+def _ids(batch: dict) -> list[str]:
+    """Every id of an item, first its own: copies listed under other ids keep theirs."""
+    ids = [batch["item_id"], *batch.get("ids", ())]
+    return list(dict.fromkeys(str(i) for i in ids))
+
+
 def _item_cell(folder: Path, v: ItemView) -> str:
     b, item = v.batch, v.item
-    head = f"<b>{esc(b['item_id'])}</b><br><small>{'<br>'.join(esc(p) for p in b['paths'])}</small>"
+    head = f"<b>{' · '.join(esc(i) for i in _ids(b))}</b><br><small>{'<br>'.join(esc(p) for p in b['paths'])}</small>"
     if item.get("reason"):
         stage = f"[{esc(item['stage'])}] " if item.get("stage") else ""
         head += f'<p class="reason">{stage}{esc(item["reason"])}</p>'
