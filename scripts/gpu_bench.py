@@ -3,14 +3,14 @@
 
 Builds a LLaVA of FFAA's shape (Mistral-7B text model + CLIP ViT-L/14-336, 576 image tokens) from
 config objects, with a processor around the real Mistral tokenizer file, saves it, and times
-ffaa's own flows on it through ffaa's backend and bench code, most important figures first:
+ffaa's own flows on it through ffaa's backend and bench code, in this order:
 
+  mids     MIDS (CLIP-L/336 + T5-base encoder, random weights), one face with 3 answers
   none     bf16 (FFAA's own precision): FFAA's reference flow, compiled decoding with ffaa's loop,
            and the same compiled decoding driven by transformers' generate
   int4-ao  torchao int4, compiled decoding (ffaa's loop)
   batch    bf16 compiled, `--batch-rows` prompts per call: images/s one image at a time, batched
            across images, and triage (verdict only), on `--batch-images` images
-  mids     MIDS (CLIP-L/336 + T5-base encoder, random weights), one face with 3 answers
   4bit     bitsandbytes nf4: FFAA's reference flow vs our plain batched flow
   int4-hqq, int8-ao   the other torchao formats, compiled (only while the time budget allows)
 
@@ -427,7 +427,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # Steps in order of importance; those in --optional start only while --optional-step-s is left.
-STEPS = ("build", "none", "int4-ao", "batch", "mids", "4bit", "int4-hqq", "int8-ao")
+STEPS = ("build", "mids", "none", "int4-ao", "batch", "4bit", "int4-hqq", "int8-ao")
 FORMAT_FLOWS = {"none": ("ffaa_reference", "compiled", "compiled_generate"), "int4-ao": ("compiled",),
                 "4bit": ("ffaa_reference", "batched"), "int4-hqq": ("compiled",), "int8-ao": ("compiled",)}
 
