@@ -313,3 +313,16 @@ def test_own_loop_failing_at_warmup_falls_back_to_compiled_generate(tiny_dir, pl
         assert [g.text for g in backend.generate(reqs, GREEDY)] == [g.text for g in plain.generate(reqs, GREEDY)]
     finally:
         backend.fast.close()
+
+
+def test_the_compiled_step_is_one_graph(static, monkeypatch):
+    """dynamo traces the whole step (model, head, token choice) as one graph: a break would cost a
+    CUDA graph per piece and host work between them."""
+    static.generate(requests(3), GREEDY)
+    loop = static.fast._loop
+    seen = []
+    monkeypatch.setattr(loop, "_step", lambda *args: seen.append(args) or loop._step_eager(*args))
+    static.generate(requests(3), GREEDY)
+    with torch.inference_mode():
+        explained = torch._dynamo.explain(loop._step_eager)(*seen[0])
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons[:3]

@@ -63,6 +63,7 @@ class GreedyLoop:
 
     def __init__(self, model: Any, tokenizer: Any, suppressed: Sequence[int], compile_mode: str | None):
         torch = require("torch", "torch", "compiled decoding")
+        self._torch = torch  # the compiled step must not import (dynamo would split the graph there)
         self.model = model
         self.decoder = model.get_decoder()
         self.head = model.get_output_embeddings()
@@ -134,7 +135,7 @@ class GreedyLoop:
     def _pick(self, logits, count, finished, min_new):
         """`generate`'s greedy choice: suppressed ids and early end-of-sequence ruled out, argmax,
         padding for finished rows; a row that writes end-of-sequence is finished."""
-        torch = require("torch", "torch", "compiled decoding")
+        torch = self._torch
         logits = logits + self.bias
         logits[:, self.eos] = torch.where(count >= min_new, logits[:, self.eos], float("-inf"))
         token = torch.where(finished, self.pad, logits.argmax(-1))
