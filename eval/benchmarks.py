@@ -83,11 +83,16 @@ def load_set_json(path: Path) -> list[tuple[str, Label | None, str | None]]:
 def load_benchmark(root: str | Path) -> Benchmark:
     """Read every set of a benchmark folder and check its files against its labels."""
     base = Path(root).expanduser()
+    if base.is_file():
+        raise InputError(f"{base} is a file: give the benchmark folder that holds <set>/<set>.json"
+                         + (f" (here {base.absolute().parent.parent})" if base.suffix == ".json" else ""))
     if not base.is_dir():
         raise InputError(f"benchmark folder not found: {base}")
     files = find_sets(base)
     if not files:
-        raise InputError(f"{base}: no benchmark sets found (expected <set>/<set>.json, e.g. DPF/DPF.json)")
+        hint = (f"; {base / base.name}.json is one set: give its parent folder {base.absolute().parent}"
+                if (base / f"{base.name}.json").is_file() else "")
+        raise InputError(f"{base}: no benchmark sets found (expected <set>/<set>.json, e.g. DPF/DPF.json){hint}")
     rows = [row for f in files for row in load_set_json(f)]
     labels = build_label_set(str(base), rows)
     items = tuple(BenchmarkItem(base / lab.id, lab) for lab in labels.labels)

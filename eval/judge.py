@@ -187,6 +187,7 @@ class JudgeCoverage:
     judge_errors: int
     without_reference: int
     without_label: int
+    references_without_prediction: int = 0
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,7 @@ def run_judge(
         items=len(pairing.pairs), judged=len(judgements), complete=sum(j.complete for j in judgements),
         judge_errors=sum(j.error is not None for j in judgements),
         without_reference=sum(not p.references for p in pairs), without_label=without_label,
+        references_without_prediction=len(pairing.references_without_prediction),
     )
     return JudgeResult("judge", judge_name(judge), rubric.version, rubric.scale, inputs, coverage,
                        summarize(rubric, judgements), provenance, tuple(judgements), tuple(failures))
@@ -279,7 +281,9 @@ def to_markdown(r: JudgeResult) -> str:
     out = ["# Judge evaluation", "",
            f"Judge: {r.judge}; rubric {r.rubric_version}, scale {r.scale[0]}-{r.scale[1]}. "
            f"{c.judged} of {c.items} items judged; {c.complete} fully scored; {c.judge_errors} judge errors; "
-           f"{c.without_reference} without reference; {c.without_label} without label.", "",
+           f"{c.without_reference} without reference; {c.without_label} without label"
+           + (f"; {c.references_without_prediction} references without prediction" if c.references_without_prediction
+              else "") + ".", "",
            "| criterion | mean | scored | failed | histogram (low→high) |", "|---|---|---|---|---|"]
     out += [f"| {s.name} | {num(s.mean, 2)} | {s.scored} | {s.failed} | {' '.join(map(str, s.histogram))} |"
             for s in r.criteria]

@@ -4,7 +4,10 @@ A file is either ffaa's reports.jsonl or plain JSONL.
 
 - Report records: the id is the image path (`path#face<i>` for each face when an image has
   several), the text is the raw answer of the chosen candidate (what the user was shown), empty
-  when the report is undecided.
+  when the report is undecided. Records written by `ffaa batch` are understood too: a face
+  record stands for every path its content was listed under (`batch.paths`), a video frame's
+  id is `path#frame<k>` (then `#face<i>` as above), verdict-only triage records (no explanation)
+  and the batch's own bookkeeping records (run, item, error, video) are skipped.
 - Plain records: `id` and `text` by default (configurable); `text` may be a string or, for
   references, a list of strings; an optional `label` ("real"/"fake") is kept for the judge.
   Several lines with the same id add references; for predictions the later line replaces the
@@ -29,7 +32,7 @@ from ..report import report_from_dict
 from ..types import Verdict
 from .labels import note_problem, parse_label
 from .matching import PathIndex
-from .predictions import is_report, read_jsonl
+from .predictions import BATCH_SCHEMA, is_report, read_jsonl
 from .results import ProvenanceGroup, provenance_groups
 
 Compare = Literal["explanation", "full"]
@@ -60,16 +63,28 @@ class TextFields:
     label: str = "label"
 
 
-def _report_text(rec: dict[str, Any]) -> tuple[str, int | None, str]:
-    """(image path, face index, chosen answer's raw text) of a report record; ValueError if it does not load."""
+def _report_text(rec: dict[str, Any]) -> list[tuple[str, int | None, str]]:
+    """[(image id, face index, chosen answer's raw text)] of a report record, one per path an `ffaa
+    batch` record stands for; [] for a triage record (it has no explanation); ValueError if it does
+    not load."""
     if rec.get("schema") != REPORT_SCHEMA:
         raise ValueError(f"schema {rec.get('schema')!r} is not {REPORT_SCHEMA!r}")
     try:
         report = report_from_dict(rec)
     except (KeyError, TypeError) as exc:
         raise ValueError(f"report record is incomplete ({type(exc).__name__}: {exc})") from None
+    batch = rec.get("batch")
+    batch = batch if isinstance(batch, dict) else {}
+    if batch.get("mode") == "triage" or report.decision.method == "triage":
+        return []
     chosen = [c for c in report.candidates if c.index == report.decision.chosen_index]
-    return report.image.path, report.face_index, chosen[0].raw_text if chosen else ""
+    text = chosen[0].raw_text if chosen else ""
+    paths = batch.get("paths")
+    if not (isinstance(paths, list) and paths and all(isinstance(p, str) and p for p in paths)):
+        paths = [report.image.path]
+    frame = batch.get("frame_index")
+    suffix = f"#frame{frame}" if isinstance(frame, int) and not isinstance(frame, bool) else ""
+    return [(f"{path}{suffix}", report.face_index, text) for path in dict.fromkeys(paths)]
 
 
 def _face_ids(faces: list[tuple[int, str, int | None, str]]) -> list[tuple[int, str, str, Verdict | None]]:
@@ -98,9 +113,13 @@ def load_texts(path: str | Path, fields: TextFields = TextFields(), references: 
             note_problem(problems, invalid, f"{path}:{line.number}: {line.problem}; skipped")
             continue
         try:
+            if rec.get("schema") == BATCH_SCHEMA:
+                continue  # `ffaa batch` bookkeeping (run, item, error, video): no explanation text
             if is_report(rec):
-                faces.append((line.number, *_report_text(rec)))
-                reports.append(rec)
+                found = _report_text(rec)
+                faces += [(line.number, *entry) for entry in found]
+                if found:
+                    reports.append(rec)
             else:
                 entries += _plain_entries(line.number, rec, fields, references)
         except ValueError as exc:

@@ -12,6 +12,8 @@ file holds every tensor of the network, encoders included, so no encoder checkpo
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -63,11 +65,7 @@ def _read_torch(path: Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(str(path), weights_only=True, map_location="cpu")
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"cannot read {path}: not a readable torch checkpoint of plain tensors "
-            f"(truncated, corrupt, or it contains pickled objects, which are refused): {reason}"
-        ) from exc
+        raise CheckpointError(f"cannot read {path}: {_load_failure(exc)}") from exc
     while isinstance(obj, Mapping) and len(obj) == 1 and next(iter(obj)) in _NESTED:
         obj = next(iter(obj.values()))
     if not isinstance(obj, Mapping):
@@ -76,6 +74,20 @@ def _read_torch(path: Path) -> dict[str, Tensor]:
     if bad:
         raise CheckpointError(f"{path}: entry {bad[0]!r} is not a named tensor ({len(bad)} such entries)")
     return dict(obj)
+
+
+def _load_failure(exc: Exception) -> str:
+    """One line for a failed `torch.load(weights_only=True)` (torch's own text is a paragraph that
+    suggests `weights_only=False`, which is exactly what must not be done with an unknown file)."""
+    text = str(exc)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"it contains pickled objects ({found.group(1)}), which are refused: "
+                "only a checkpoint of plain tensors is loaded")
+    if "Weights only load failed" in text:
+        return "not a torch checkpoint of plain tensors (refused without unpickling it)"
+    first = text.strip().splitlines()[0].split(". ")[0] if text.strip() else type(exc).__name__
+    return f"not a readable torch checkpoint (truncated or corrupt): {first}"
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -189,12 +201,25 @@ def convert_mids(pth: str | Path, out: str | Path, source_note: str | None = Non
     unknown = [k for k in state if not _is_mids_name(k)]
     if unknown:
         raise CheckpointError(f"{pth}: {len(unknown)} key(s) are not MIDS parameters, first {unknown[0]!r}")
+    missing = missing_mids_names(state)
+    if missing:
+        raise CheckpointError(f"{pth}: {len(missing)} MIDS parameter(s) missing, first {missing[0]!r}: "
+                              "not a complete mids.pth")
     meta = {"format": FORMAT, "complete": "false", "converted_from": source_note or Path(pth).name}
     if dim == MidsConfig.ffaa().dim:  # FFAA's release: its encoders are known
         meta["mids_config"] = MidsConfig.ffaa().to_json()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(_unshared(state), str(out), metadata=meta)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_file(_unshared(state), str(tmp), metadata=meta)
+        os.replace(tmp, out)  # never a half-written output, even when it overwrites the source
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write {out}: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - safetensors reports I/O failures as its own error type
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write {out}: {exc}") from None
     return {"tensors": len(state), "values": sum(v.numel() for v in state.values()), "dim": dim, "path": str(out)}
 
 
@@ -204,6 +229,24 @@ _HEAD = ("projector_layer1.", "projector_layer2.", "cls_token_layer1.", "cls_tok
 
 def _is_mids_name(name: str) -> bool:
     return name.startswith(_HEAD) or name.startswith("image_encoder.encoder.layers.")
+
+
+_CLIP_LAYER = re.compile(r"image_encoder\.encoder\.layers\.(\d+)\.(.+)")
+
+
+def missing_mids_names(state: Mapping[str, Tensor]) -> list[str]:
+    """The trained names a `mids.pth` must hold and `state` lacks: every head parameter and the
+    same parameters for each of the last two CLIP layers. The names do not depend on the width,
+    so the tiny network lists them."""
+    from .net import MidsConfig
+
+    reference = checkpoint_keys(build_random(MidsConfig.tiny(), seed=0))
+    head = [k for k in reference if not _CLIP_LAYER.match(k)]
+    per_layer = sorted({m.group(2) for m in map(_CLIP_LAYER.match, reference) if m})
+    layers = sorted({int(m.group(1)) for m in map(_CLIP_LAYER.match, state) if m})
+    top = layers[-1] if layers else 1
+    wanted = head + [f"image_encoder.encoder.layers.{i}.{rest}" for i in (top - 1, top) for rest in per_layer]
+    return [k for k in wanted if k not in state]
 
 
 # --- building a loaded network ----------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ffaa.errors import FfaaError, InputError
 from ffaa.jsonio import read_json
 from ffaa.parsing import mask_for_mids, parse_answer
 from ffaa.types import ForensicReport, Verdict
@@ -93,11 +95,21 @@ def write_mids_data(items: Iterable[tuple[str | Path, bool, ForensicReport]], ou
             stats.dropped["dropped because all verdicts agree"] += 1
             continue
         rows.append(row)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1, ensure_ascii=False), encoding="utf-8")
+    write_json_atomic(Path(out), rows)
     stats.rows = len(rows)
     return stats
+
+
+def write_json_atomic(out: Path, value: Any) -> None:
+    """Write JSON through a temporary file and a rename: never a half-written output."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(value, indent=1, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise FfaaError(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
 def _relative(path: Path, root: str | Path | None) -> str:
@@ -109,19 +121,50 @@ def _relative(path: Path, root: str | Path | None) -> str:
         return str(path.resolve())
 
 
+@dataclass(frozen=True)
+class LabelledImages:
+    """(image, is fake) pairs, and what was left out of the labels (rows skipped, with why)."""
+
+    items: tuple[tuple[Path, bool], ...]
+    skipped: int = 0
+    problems: tuple[str, ...] = ()
+
+
 def labelled_images(source: str | Path) -> list[tuple[Path, bool]]:
-    """(image, is fake) pairs from a folder with `real/` and `fake/` subfolders, or from any
-    label source `ffaa.eval.labels.load_labels` reads (benchmark folder, <set>.json, CSV, JSONL)."""
+    """(image, is fake) pairs (see `find_labelled_images`)."""
+    return list(find_labelled_images(source).items)
+
+
+def find_labelled_images(source: str | Path) -> LabelledImages:
+    """Labelled images from a folder with `real/` and `fake/` subfolders (hidden files skipped),
+    or from any label source `ffaa.eval.labels.load_labels` reads (benchmark folder, <set>.json,
+    CSV, JSONL), with the label rows it skipped."""
     src = Path(source).expanduser()
-    if src.is_dir() and (src / "real").is_dir() and (src / "fake").is_dir():
-        return [(p, kind == "fake") for kind in ("real", "fake")
-                for p in sorted((src / kind).rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+    if src.is_dir() and ((src / "real").is_dir() or (src / "fake").is_dir()):
+        return _class_folders(src)
+    if src.is_dir() and not any((d / f"{d.name}.json").is_file() for d in src.iterdir()):
+        raise InputError(f"{src}: no labelled images: expected real/ and fake/ subfolders, or benchmark sets "
+                         "(<set>/<set>.json, e.g. DPF/DPF.json)")
     from ffaa.eval.labels import load_labels
 
     labels = load_labels(src)
     root = src if src.is_dir() else (src.parent.parent if src.suffix == ".json" else src.parent)
-    return [(Path(lab.id) if Path(lab.id).is_absolute() else root / lab.id, lab.verdict is Verdict.FAKE)
-            for lab in labels.labels]
+    items = tuple((Path(lab.id) if Path(lab.id).is_absolute() else root / lab.id, lab.verdict is Verdict.FAKE)
+                  for lab in labels.labels)
+    return LabelledImages(items, labels.invalid + labels.duplicates, labels.problems)
+
+
+def _class_folders(src: Path) -> LabelledImages:
+    items, problems = [], []
+    for kind in ("real", "fake"):
+        folder = src / kind
+        if not folder.is_dir():
+            problems.append(f"{folder}: no such folder, so no {kind} images")
+            continue
+        items += [(p, kind == "fake") for p in sorted(folder.rglob("*"))
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    return LabelledImages(tuple(items), 0, tuple(problems))
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -154,8 +197,6 @@ class LoadedData:
 def load_mids_data(path: str | Path, image_root: str | Path | None = None) -> LoadedData:
     """Read a schema file; relative image paths resolve against `image_root` (default: the
     file's folder). Bad rows are skipped and counted by reason, never fatal."""
-    from ffaa.errors import InputError
-
     path = Path(path)
     rows = read_json(path, expect=list, error=InputError, unreadable="cannot read MIDS data {path}: {exc}",
                      wrong_type="{path}: expected a JSON list of rows")

@@ -97,6 +97,7 @@ class Trainer:
     def run(self, resume: bool = False) -> TrainResult:
         from tqdm.auto import tqdm
 
+        prepare_out_dir(self.out)
         if resume:
             self.load_last()
         elif (self.out / f"{LAST}_state.json").exists():
@@ -136,10 +137,20 @@ class Trainer:
             self.log("validation " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch"))
             if _better(metrics, self.state["best"], self.config.best_metric):
                 self.state["best"] = metrics
-                save_mids(self.net, self.out / f"{BEST}.safetensors", extra={"metrics": json.dumps(metrics)})
+                self._save_best(metrics)
         self.state["epoch"] += 1
         self.state["step_in_epoch"] = 0
         self.save_last()
+
+    def _save_best(self, metrics: dict[str, float]) -> None:
+        """`best.safetensors`, replaced atomically (a kill never leaves it half-written)."""
+        tmp = self.out / f".{BEST}.tmp.safetensors"
+        try:
+            save_mids(self.net, tmp, extra={"metrics": json.dumps(metrics)})
+            _fsync(tmp)
+            os.replace(tmp, self.out / f"{BEST}.safetensors")
+        except OSError as exc:
+            raise FfaaError(f"cannot write a checkpoint in {self.out}: {exc.strerror or exc}") from None
 
     def order(self, epoch: int) -> list[Sample]:
         """This epoch's shuffled samples (seeded by seed and epoch, so resumable)."""
@@ -194,31 +205,38 @@ class Trainer:
     # --- checkpoints -----------------------------------------------------------------------
 
     def save_last(self) -> None:
-        """Weights, optimiser moments and loop state, each written atomically."""
+        """Weights, optimiser moments and loop state, committed together (see `_commit_last`)."""
         from safetensors.torch import save_file
 
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.out / f".{LAST}.tmp.safetensors"
-        save_mids(self.net, tmp)
-        os.replace(tmp, self.out / f"{LAST}.safetensors")
-        tensors, groups = _optim_to_flat(self.optim)
-        tmp = self.out / f".{LAST}_optim.tmp.safetensors"
-        save_file(tensors, str(tmp), metadata={"param_groups": json.dumps(groups)})
-        os.replace(tmp, self.out / f"{LAST}_optim.safetensors")
-        state = {**self.state, "config": asdict(self.config), "trainable": len(self.trainable)}
-        tmp = self.out / f".{LAST}_state.tmp.json"
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, self.out / f"{LAST}_state.json")
+        step = {"global_step": str(self.state["global_step"])}
+        tmp = _last_files(self.out)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            tmp["state"][0].unlink(missing_ok=True)  # a stale commit record must not adopt new files
+            save_mids(self.net, tmp["weights"][0], extra=step)
+            tensors, groups = _optim_to_flat(self.optim)
+            save_file(tensors, str(tmp["optim"][0]), metadata={"param_groups": json.dumps(groups), **step})
+            state = {**self.state, "config": asdict(self.config), "trainable": len(self.trainable)}
+            for path in (tmp["weights"][0], tmp["optim"][0]):
+                _fsync(path)
+            _write_synced(tmp["state"][0], json.dumps(state, indent=1))  # the commit point
+            _commit_last(self.out)
+        except OSError as exc:
+            raise FfaaError(f"cannot write a checkpoint in {self.out}: {exc.strerror or exc}") from None
 
     def load_last(self) -> None:
         from safetensors import safe_open
 
+        recover_last(self.out)
         path = self.out / f"{LAST}_state.json"
         if not path.is_file():
             raise FfaaError(f"nothing to resume: {path} does not exist")
-        saved = json.loads(path.read_text())
-        overlay(self.net, read_state(self.out / f"{LAST}.safetensors"), source=f"{self.out}/{LAST}.safetensors")
+        saved = _read_saved_state(path)
+        weights = self.out / f"{LAST}.safetensors"
+        _check_step(weights, saved["global_step"])
+        overlay(self.net, read_state(weights), source=str(weights))
         optim_path = self.out / f"{LAST}_optim.safetensors"
+        _check_step(optim_path, saved["global_step"])
         with safe_open(str(optim_path), framework="pt") as handle:
             groups = json.loads(handle.metadata()["param_groups"])
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (not a dict)
@@ -230,6 +248,90 @@ class Trainer:
             self.log(f"warning: resuming with different {', '.join(changed)} than the saved run; "
                      "the data order or the optimisation will differ from an uninterrupted run")
         self.log(f"resumed from {path}: epoch {self.state['epoch']}, step {self.state['global_step']}")
+
+
+# --- the checkpoint files ----------------------------------------------------------------------
+# A save writes three temporary files, the state last: once `.last_state.tmp.json` is complete,
+# the save is committed, and the renames that follow can be finished by `recover_last` if the
+# process dies between them. Before that point the previous checkpoint is untouched.
+
+
+def _last_files(out: Path) -> dict[str, tuple[Path, Path]]:
+    """(temporary, final) path of each `last` file, in commit order (the state last)."""
+    names = {"weights": f"{LAST}.safetensors", "optim": f"{LAST}_optim.safetensors", "state": f"{LAST}_state.json"}
+    return {kind: (out / f".{name.replace('.', '.tmp.', 1)}", out / name) for kind, name in names.items()}
+
+
+def _commit_last(out: Path) -> None:
+    for tmp, final in _last_files(out).values():
+        if tmp.exists():
+            os.replace(tmp, final)
+
+
+def recover_last(out: str | Path) -> None:
+    """Finish a save that was committed but interrupted, or drop one that was not."""
+    out = Path(out)
+    files = _last_files(out)
+    state_tmp = files["state"][0]
+    try:
+        json.loads(state_tmp.read_text())
+        committed = True
+    except (OSError, ValueError):
+        committed = False
+    if committed:
+        _commit_last(out)
+        return
+    for tmp, _ in files.values():
+        tmp.unlink(missing_ok=True)
+
+
+def prepare_out_dir(out: str | Path) -> Path:
+    """The checkpoint folder, created and checked writable before any training step runs."""
+    import tempfile
+
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise FfaaError(f"checkpoint folder {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise FfaaError(f"cannot write checkpoints in {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _read_saved_state(path: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FfaaError(f"cannot resume: {path} is unreadable ({exc})") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("global_step"), int):
+        raise FfaaError(f"cannot resume: {path} is not a training state written by train-mids")
+    return saved
+
+
+def _check_step(path: Path, step: int) -> None:
+    """The file must belong to the saved state (files from older versions carry no step)."""
+    from .checkpoint import read_metadata
+
+    if not path.is_file():
+        raise FfaaError(f"cannot resume: {path} is missing")
+    saved = read_metadata(path).get("global_step")
+    if saved is not None and saved != str(step):
+        raise FfaaError(f"cannot resume: {path} is from step {saved} but {LAST}_state.json from step {step}")
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def detection_metrics(truth: Sequence[int], scores: Sequence[float], preds: Sequence[int]) -> dict[str, float]:
@@ -282,6 +384,11 @@ def train_mids(config: TrainConfig, train: LoadedData, val: LoadedData | None, *
     log(train.summary("train"))
     if val is not None:
         log(val.summary("validation"))
+        classes = {s.image_is_fake for s in val.samples}
+        if len(classes) == 1:
+            kind = "fake" if classes.pop() else "real"
+            log(f"warning: every validation image is {kind}: AUC and AP are undefined (nan) and the best "
+                "checkpoint is chosen by ACC; add images of the other class to the validation rows")
     trainer = Trainer(net, tokenizer, processor, train.samples, config,
                       val.samples if val is not None else (), log)
     return trainer.run(resume=resume)

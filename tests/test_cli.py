@@ -62,3 +62,33 @@ def test_unwritable_heatmap_folder_fails_before_the_model_loads(tmp_path, capsys
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: --heatmap {blocker / 'maps'}: cannot create the folder") and "\n" not in err
+
+
+def test_heatmap_path_that_is_a_file_is_named_as_such(tmp_path, capsys):
+    blocker = tmp_path / "maps"
+    blocker.write_text("not a folder", encoding="utf-8")
+    assert main(["analyze", "x.png", "--model", "/nowhere/model", "--device", "cpu", "--heatmap", str(blocker)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --heatmap {blocker} is a file, not a folder"
+
+
+def test_a_video_given_to_analyze_points_to_batch(tmp_path):
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("av")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from makers import counter_frames, write_video
+
+    from ffaa.commands.analyze import _video_hint
+
+    video = write_video(tmp_path / "clip.jpg", counter_frames(3), container="mp4")  # named like an image
+    assert _video_hint(str(video)) == f"; analyse videos with `ffaa batch {video} --out DIR` (sampled frames, a video verdict)"
+    (tmp_path / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert _video_hint(str(tmp_path / "x.png")) == "" and _video_hint(str(tmp_path / "missing.png")) == ""
+
+
+def test_mids_commands_under_the_mids_group(capsys):
+    with pytest.raises(SystemExit):
+        main(["mids", "--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("convert-mids", "train-mids", "mids-data"))

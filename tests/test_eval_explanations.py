@@ -268,6 +268,33 @@ def test_reports_as_predictions_and_bad_lines(tmp_path):
     assert any("no reference for prediction: /b/S/imgs/3.png" in p for p in cov.problems)
 
 
+def test_batch_reports_as_predictions(tmp_path):
+    """`ffaa batch`'s reports.jsonl: bookkeeping records and triage faces carry no explanation and
+    are skipped (not invalid), a face stands for every path of its content, video frames keep
+    their own ids (not duplicates of each other)."""
+    text = answer("A man.", "Blurred edges: it is fake.", "fake")
+
+    def batched(path, face, batch, text=text):
+        return {**face_report(path, face, text), "batch": {"schema": "ffaa.batch/1", **batch}}
+
+    def bookkeeping(kind):
+        return {"schema": "ffaa.batch/1", "record": kind, "batch": {"path": "/r/a.png"}}
+
+    triage = batched("/r/t.png", 0, {"mode": "triage", "paths": ["/r/t.png"]}, text=None)
+    preds = [bookkeeping("run"), batched("/r/a.png", 0, {"mode": "full", "paths": ["/r/a.png", "/r/dup.png"]}),
+             bookkeeping("item"), triage, bookkeeping("item"), bookkeeping("error"),
+             batched("/r/v.mp4", 0, {"mode": "full", "paths": ["/r/v.mp4"], "frame_index": 2}),
+             batched("/r/v.mp4", 0, {"mode": "full", "paths": ["/r/v.mp4"], "frame_index": 7}),
+             batched("/r/v.mp4", 1, {"mode": "full", "paths": ["/r/v.mp4"], "frame_index": 7}),
+             bookkeeping("video"), bookkeeping("item")]
+    r = evaluate(tmp_path, preds, [{"id": "dup.png", "text": "Blurred edges: fake."}])
+    assert [i.id for i in r.items] == ["/r/a.png", "/r/dup.png", "/r/v.mp4#frame2", "/r/v.mp4#frame7#face0",
+                                       "/r/v.mp4#frame7#face1"]
+    cov = r.coverage
+    assert (cov.predictions, cov.invalid_predictions, cov.duplicate_predictions, cov.with_reference) == (5, 0, 0, 1)
+    assert r.checks.empty == 0 and r.provenance[0].n_reports == 4
+
+
 def test_plain_fields_duplicates_and_missing_references(tmp_path):
     preds = [{"key": "a", "answer": "old text"}, {"key": "a", "answer": "blurred mouth edges"},
              {"key": "b", "answer": ["a", "list"]}, {"key": "c", "answer": "no reference"}]

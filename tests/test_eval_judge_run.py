@@ -264,3 +264,31 @@ def test_texts_pairing_uses_the_path_rule(tmp_path):
     r.write_text(json.dumps({"id": "S/imgs/1.png", "text": "y"}) + "\n")
     pairs = pair_texts(load_texts(p), load_texts(r, references=True))
     assert pairs.pairs[0].references == ("y",)
+
+
+def test_cli_judge_refuses_references_that_match_nothing(tmp_path, capsys):
+    """Every item would be judged without its reference: one line before the judge runs."""
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": "a/1.png", "text": "Forgery reasoning: blurred."}) + "\n")
+    refs = tmp_path / "r.jsonl"
+    refs.write_text(json.dumps({"id": "2.png", "text": "Blurred edges."}) + "\n"
+                    + json.dumps({"id": "1.png", "text": "  "}) + "\n")
+    args = ["eval", "judge", "--predictions", str(preds), "--references", str(refs),
+            "--judge", "test_eval_judge_run:make_fake_judge"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no prediction matched a non-empty reference") and "\n" not in err
+    refs.write_text(json.dumps({"id": "1.png", "text": "Blurred."}) + "\n" + json.dumps({"id": "9.png", "text": "x"}))
+    assert main(args) == 0
+    assert "1 references without prediction" in capsys.readouterr().out
+
+
+def test_benchmark_given_as_a_file_or_a_single_set(tmp_path):
+    from ffaa.eval.benchmarks import load_benchmark
+
+    (tmp_path / "S").mkdir()
+    (tmp_path / "S" / "S.json").write_text(json.dumps({"x.png": "real"}))
+    with pytest.raises(InputError, match="S.json is a file: give the benchmark folder"):
+        load_benchmark(tmp_path / "S" / "S.json")
+    with pytest.raises(InputError, match="S.json is one set: give its parent folder"):
+        load_benchmark(tmp_path / "S")

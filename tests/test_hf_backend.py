@@ -119,6 +119,20 @@ def test_closing_a_stream_stops_generation_and_frees_the_model(backend, images, 
     backend._lock.release()
 
 
+def test_offline_hub_id_names_the_download_command(tmp_path, monkeypatch):
+    """The message names the hub client's current command (`hf download`; huggingface_hub 1.x
+    has no `huggingface-cli`)."""
+    import ffaa.backends.hf_llava as hf
+
+    monkeypatch.setenv("FFAA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hf, "_hub_reachable", lambda hub, timeout=3.0: False)
+    with pytest.raises(WeightsNotFoundError) as info:
+        locate_model("someone/not-cached")
+    message = str(info.value)
+    assert "`hf download someone/not-cached --local-dir DIR`" in message and "--model DIR" in message
+    assert "huggingface-cli" not in message
+
+
 def test_hub_id_with_a_cached_conversion_needs_no_network(shared_fixtures, tmp_path, monkeypatch):
     import ffaa.backends.convert as convert
     import ffaa.backends.hf_llava as hf

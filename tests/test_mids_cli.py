@@ -135,6 +135,7 @@ def test_train_mids_command_and_resume(tmp_path, capsys):
     assert main(base + ["--max-steps", "2"]) == 0
     out = capsys.readouterr().out
     assert "train: 8 rows" in out and "trained 2 steps" in out
+    assert "best validation: epoch 0, acc " in out  # the epoch is a count, not a 0.0000 metric
     assert main(base + ["--max-steps", "3"]) == 2  # the folder holds a run: refuse to overwrite
     assert main(base + ["--max-steps", "3", "--resume"]) == 0
     out = capsys.readouterr().out
@@ -142,3 +143,81 @@ def test_train_mids_command_and_resume(tmp_path, capsys):
     state = json.loads((tmp_path / "run" / "last_state.json").read_text())
     assert state["global_step"] == 3
     assert main(base + ["--batch-size", "0"]) == 2
+
+
+def test_mids_group_and_bad_outputs_fail_before_any_work(tmp_path, monkeypatch, capsys):
+    """`ffaa mids <command>` as the README writes it; an --out that is a file or a folder fails in
+    one line before the model loads or a step runs."""
+    data = write_dataset(tmp_path, 4)
+    (tmp_path / "file").write_text("x")
+    base = ["mids", "train-mids", "--tiny", "--train", str(data), "--max-steps", "1"]
+    assert main(base + ["--out", str(tmp_path / "file")]) == 2
+    assert capsys.readouterr().err.strip().endswith("is a file, not a folder")
+    make_images(tmp_path / "set" / "real", ["r.png"])
+    build_parser()
+    monkeypatch.setattr("ffaa.commands.common.build_assistant", lambda args: pytest.fail("model loaded"))
+    assert main(["mids", "mids-data", str(tmp_path / "set"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and len(err.strip().splitlines()) == 2  # the note on fake/ and the error
+    assert main(["mids", "mids-data", str(tmp_path / "empty_nothing"), "--out", str(tmp_path / "o.json")]) == 2
+
+
+def test_mids_data_reports_label_problems_and_names_failures_once(tmp_path, monkeypatch, capsys):
+    from ffaa.errors import InputError
+
+    make_images(tmp_path, ["a.png", "b.png", ".hidden.png"])
+    (tmp_path / "labels.csv").write_text("id,label\na.png,real\nb.png,maybe\n,fake\nmissing.png,fake\n")
+
+    class FakeAssistant:
+        def analyze(self, path):
+            if not Path(path).is_file():
+                raise InputError(f"{path}: no such file")
+            return [report(Path(path), ["real", "fake", "real"])]
+
+    build_parser()
+    monkeypatch.setattr("ffaa.commands.common.build_assistant", lambda args: FakeAssistant())
+    assert main(["mids", "mids-data", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "d.json")]) == 0
+    captured = capsys.readouterr()
+    assert "1 rows written; 1 image(s) could not be analysed; 2 label row(s) skipped" in captured.out
+    assert "label 'maybe' is neither real nor fake" in captured.err
+    missing = str(tmp_path / "missing.png")
+    assert f"  {missing}: no such file" in captured.err.splitlines()
+    assert not list(tmp_path.glob(".d.json*"))
+
+
+def test_labelled_folder_skips_hidden_files_and_names_a_missing_class(tmp_path):
+    from ffaa.mids.data import find_labelled_images
+
+    make_images(tmp_path / "real", ["1.png", ".2.png"])
+    make_images(tmp_path / "real" / ".thumbs", ["3.png"])
+    found = find_labelled_images(tmp_path)
+    assert [(p.name, f) for p, f in found.items] == [("1.png", False)]
+    assert found.problems == (f"{tmp_path / 'fake'}: no such folder, so no fake images",)
+
+
+def test_convert_mids_refuses_incomplete_code_and_folders(tmp_path, capsys):
+    import os as os_module
+
+    from ffaa.mids.net import MidsConfig, build_random, checkpoint_keys
+
+    net = build_random(MidsConfig.tiny(), seed=0)
+    state = net.state_dict()
+    keys = checkpoint_keys(net)
+    torch.save({k: state[k] for k in keys[:-1]}, tmp_path / "partial.pth")
+    out = tmp_path / "out.safetensors"
+    assert main(["mids", "convert-mids", str(tmp_path / "partial.pth"), str(out)]) == 2
+    assert f"1 MIDS parameter(s) missing, first {keys[-1]!r}" in capsys.readouterr().err
+    torch.save({**{k: state[k] for k in keys}, "x": Payload()}, tmp_path / "code.pth")
+    assert main(["mids", "convert-mids", str(tmp_path / "code.pth"), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "pickled objects" in err and "weights_only" not in err and len(err.strip().splitlines()) == 1
+    torch.save({k: state[k] for k in keys}, tmp_path / "ok.pth")
+    (tmp_path / "dir.safetensors").mkdir()
+    assert main(["mids", "convert-mids", str(tmp_path / "ok.pth"), str(tmp_path / "dir.safetensors")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert not out.exists() and not [n for n in os_module.listdir(tmp_path) if "tmp" in n]
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))

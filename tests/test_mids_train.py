@@ -145,3 +145,65 @@ def test_detection_metrics():
     m = detection_metrics([0, 1, 1, 0], [0.1, 0.9, 0.8, 0.3], [0, 1, 1, 1])
     assert m == {"acc": 0.75, "auc": 1.0, "ap": 1.0}
     assert np.isnan(detection_metrics([1, 1], [0.2, 0.9], [1, 1])["auc"])
+
+
+def test_kill_between_checkpoint_renames_resumes_exactly(tmp_path, tiny, monkeypatch):
+    """The three `last` files are one commit: a save interrupted after the weights were renamed
+    (a kill -9) must not pair new weights with an old state; resume finishes the commit."""
+    import os
+
+    tokenizer, processor = tiny
+    data = load_mids_data(write_dataset(tmp_path, 12))
+
+    def trainer(out, max_steps):
+        config = TrainConfig(out_dir=str(out), epochs=3, batch_size=4, lr=1e-3, max_steps=max_steps,
+                             save_every=1, seed=3)
+        return Trainer(fresh_net(), tokenizer, processor, data.samples, config, log=lambda m: None)
+
+    straight = trainer(tmp_path / "a", 5)
+    full = straight.run()
+    trainer(tmp_path / "b", 2).run()
+    real_replace = os.replace
+
+    def dies_before_the_state(src, dst):
+        if str(dst).endswith("last_state.json"):
+            raise KeyboardInterrupt  # the process dies here
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", dies_before_the_state)
+    with pytest.raises(KeyboardInterrupt):
+        trainer(tmp_path / "b", 3).run(resume=True)
+    monkeypatch.setattr(os, "replace", real_replace)
+    resumed_trainer = trainer(tmp_path / "b", 5)
+    resumed = resumed_trainer.run(resume=True)
+    np.testing.assert_allclose(resumed.losses, full.losses, rtol=0, atol=1e-6)
+    a, b = straight.net.state_dict(), resumed_trainer.net.state_dict()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
+    assert not list((tmp_path / "b").glob(".*tmp*"))
+
+
+def test_resume_refuses_weights_of_another_step(tmp_path, tiny):
+    from ffaa.mids.checkpoint import save_mids
+
+    from ffaa.errors import FfaaError
+
+    tokenizer, processor = tiny
+    data = load_mids_data(write_dataset(tmp_path, 8))
+    config = TrainConfig(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, save_every=1, max_steps=1)
+    Trainer(fresh_net(), tokenizer, processor, data.samples, config, log=lambda m: None).run()
+    save_mids(fresh_net(), tmp_path / "run" / "last.safetensors", extra={"global_step": "7"})
+    config.max_steps = 2
+    with pytest.raises(FfaaError, match="last.safetensors is from step 7 but last_state.json from step 1"):
+        Trainer(fresh_net(), tokenizer, processor, data.samples, config, log=lambda m: None).run(resume=True)
+
+
+def test_one_class_validation_is_announced(tmp_path, tiny):
+    tokenizer, processor = tiny
+    data = load_mids_data(write_dataset(tmp_path, 4))
+    real_only = type(data)([s for s in data.samples if not s.image_is_fake], data.skipped)
+    lines = []
+    config = TrainConfig(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, max_steps=1, augment=False)
+    result = train_mids(config, data, real_only, net=fresh_net(), tokenizer=tokenizer, processor=processor,
+                        log=lines.append)
+    assert any("every validation image is real: AUC and AP are undefined" in line for line in lines)
+    assert np.isnan(result.best["auc"]) and (tmp_path / "run" / "best.safetensors").is_file()

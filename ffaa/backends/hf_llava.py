@@ -153,7 +153,7 @@ def _cached_snapshot(hub, repo_id: str, revision: str | None) -> Path | None:
 def _offline_message(repo_id: str, why: str) -> str:
     return (
         f"cannot get '{repo_id}' from the Hugging Face hub ({why}). Download it where the hub is "
-        f"reachable (`huggingface-cli download {repo_id} --local-dir DIR`; FFAA's 7B checkpoint is "
+        f"reachable (`hf download {repo_id} --local-dir DIR`; FFAA's 7B checkpoint is "
         "about 15 GB) and pass --model DIR."
     )
 

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             reports = assistant.analyze_jobs(jobs)
         except FfaaError as exc:
             failures += 1
-            print(f"error: {exc}", file=sys.stderr)  # input errors name their file
+            print(f"error: {exc}{_video_hint(path)}", file=sys.stderr)  # input errors name their file
             continue
         for job, report in zip(jobs, reports):
             if args.heatmap and not _heatmap(assistant, job, report, args.heatmap):
@@ -61,9 +61,22 @@ def run(args: argparse.Namespace) -> int:
     return 2 if failures else 0
 
 
+def _video_hint(path: str) -> str:
+    """`analyze` takes images; a video is refused, and this says where videos are analysed."""
+    from ..media import sniff_kind
+
+    try:
+        is_video = sniff_kind(path) == "video"
+    except FfaaError:
+        return ""
+    return f"; analyse videos with `ffaa batch {path} --out DIR` (sampled frames, a video verdict)" if is_video else ""
+
+
 def _heatmap_dir(folder: str) -> Path:
     """The heatmap folder, created now; FfaaError when it cannot be written."""
     path = Path(folder).expanduser()
+    if path.exists() and not path.is_dir():
+        raise FfaaError(f"--heatmap {folder} is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -207,7 +207,15 @@ def _headline(r) -> str:
     h, s = r.hard, r.score
     return (f"{r.coverage.images_matched} images: ACC {pct(h.accuracy)}, balanced ACC {pct(h.balanced_accuracy)}, "
             f"recall fake {pct(h.recall_fake)}, recall real {pct(h.recall_real)}, AUC {num(s.auc)}, AP {num(s.ap)}, "
-            f"EER {num(s.eer)}" + (f", sACC {100 * r.spread.sacc:.2f}" if r.spread else ""))
+            f"EER {num(s.eer)}" + (f", sACC {100 * r.spread.sacc:.2f}" if r.spread else "") + _left_out(r.coverage))
+
+
+def _left_out(c) -> str:
+    """What the headline's numbers leave out (undecided images, labels without a report)."""
+    parts = [f"{c.undecided} undecided"] if c.undecided else []
+    parts += [f"{c.labels_without_prediction} labelled without a report"] if c.labels_without_prediction else []
+    parts += [f"{c.labels_invalid} invalid label rows"] if c.labels_invalid else []
+    return f" ({', '.join(parts)}; see the report's coverage)" if parts else ""
 
 
 def run_ensemble(args: argparse.Namespace) -> int:
@@ -303,7 +311,9 @@ def run_judge(args: argparse.Namespace) -> int:
         raise FfaaError("choose a judge: --judge MODULE:FACTORY, or a model with --model (or --demo)")
     if args.limit is not None and args.limit < 1:
         raise FfaaError("--limit must be at least 1")
-    preds, _, pairing, inputs = _load_pairing(args)
+    preds, refs, pairing, inputs = _load_pairing(args)
+    if refs is not None and not any(pair.references for pair in pairing.pairs):
+        raise FfaaError(_no_reference_message(preds, refs))
     label_of = None
     if args.labels:
         labels = load_labels(args.labels)
@@ -326,6 +336,14 @@ def run_judge(args: argparse.Namespace) -> int:
     print(file=sys.stderr)
     _show_and_save(result, to_markdown(result), args.out, "judge")
     return 0
+
+
+def _no_reference_message(preds, refs) -> str:
+    """The judge would grade every item without its reference: say so before it runs."""
+    pred_id, ref_id = preds.records[0].id, refs.records[0].id
+    return (f"no prediction matched a non-empty reference ({len(preds.records)} predictions, {len(refs.records)} "
+            f"reference ids), e.g. prediction {pred_id!r} and reference {ref_id!r}; a reference id must be the end "
+            "of a prediction's path, or --id-field/--ref-id-field must name the right keys")
 
 
 def run_benchmark_command(args: argparse.Namespace) -> int:

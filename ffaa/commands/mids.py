@@ -1,8 +1,8 @@
-"""MIDS subcommands: `convert-mids`, `train-mids` and `mids-data`.
+"""MIDS subcommands: `ffaa mids convert-mids|train-mids|mids-data` (also `ffaa convert-mids` etc.).
 
-* `ffaa convert-mids mids.pth mids.safetensors`: FFAA's released weights -> our safetensors.
-* `ffaa train-mids --train data.json --out runs/mids`: train MIDS (FFAA's recipe), resumable.
-* `ffaa mids-data LABELS --out data.json`: run the assistant over labelled images and write
+* `ffaa mids convert-mids mids.pth mids.safetensors`: FFAA's released weights -> our safetensors.
+* `ffaa mids train-mids --train data.json --out runs/mids`: train MIDS (FFAA's recipe), resumable.
+* `ffaa mids mids-data LABELS --out data.json`: run the assistant over labelled images and write
   MIDS training data in FFAA's schema.
 """
 
@@ -20,9 +20,12 @@ FFAA_T5 = "t5-base"
 
 
 def add_parser(sub) -> None:
-    _add_convert(sub)
-    _add_train(sub)
-    _add_data(sub)
+    group = sub.add_parser("mids", help="MIDS: convert-mids, train-mids, mids-data",
+                           description="MIDS weights, training data and training.")
+    mids_sub = group.add_subparsers(dest="mids_command", metavar="MIDS_COMMAND", required=True)
+    for add in (_add_convert, _add_train, _add_data):
+        add(mids_sub)  # `ffaa mids convert-mids ...`, as the README writes it
+        add(sub)  # `ffaa convert-mids ...`, the short form
 
 
 # --- convert-mids ------------------------------------------------------------------------------
@@ -41,6 +44,8 @@ def run_convert(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise FfaaError(f"{out}: the output must be a .safetensors file")
+    if out.is_dir():
+        raise FfaaError(f"{out} is a folder: give the output file's path, e.g. {out / 'mids.safetensors'}")
     summary = convert_mids(args.source, out)
     print(f"wrote {summary['path']}: {summary['tensors']} tensors, {summary['values']:,} values, "
           f"MIDS dim {summary['dim']}")
@@ -80,11 +85,16 @@ def _add_train(sub) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from ..mids.data import load_mids_data
-    from ..mids.train import TrainConfig, train_mids
+    from ..mids.train import TrainConfig, prepare_out_dir, train_mids
 
     _check_positive(args, "epochs", "batch_size", "save_every")
     train = load_mids_data(args.train, args.image_root)
+    if not train.samples:
+        raise FfaaError(f"{train.summary(args.train)}: no usable training rows")
     val = load_mids_data(args.val, args.image_root) if args.val else None
+    if val is not None and not val.samples:
+        raise FfaaError(f"{val.summary(args.val)}: no usable validation rows")
+    prepare_out_dir(args.out)  # before the encoders load: a bad folder must fail fast
     net, tokenizer, processor = _training_model(args)
     config = TrainConfig(out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          weight_decay=args.weight_decay, seed=args.seed, augment=not args.no_augment,
@@ -94,7 +104,8 @@ def run_train(args: argparse.Namespace) -> int:
     last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
     print(f"trained {result.steps} steps, last loss {last}; checkpoints in {result.out_dir}")
     if result.best:
-        print("best validation: " + ", ".join(f"{k} {v:.4f}" for k, v in result.best.items()))
+        print("best validation: " + ", ".join(f"{k} {int(v)}" if k == "epoch" else f"{k} {v:.4f}"
+                                              for k, v in result.best.items()))
     return 0
 
 
@@ -141,22 +152,42 @@ def _add_data(sub) -> None:
 
 
 def run_data(args: argparse.Namespace) -> int:
-    from ..mids.data import labelled_images, write_mids_data
+    from ..mids.data import find_labelled_images, write_mids_data
     from .common import build_assistant
 
-    items = labelled_images(args.labels)
-    if not items:
-        raise FfaaError(f"{args.labels}: no labelled images found")
+    found = find_labelled_images(args.labels)
+    for line in found.problems[:10]:
+        print(f"note: {line}", file=sys.stderr)
+    if not found.items:
+        raise FfaaError(f"{args.labels}: no labelled images found"
+                        + (f" ({found.skipped} label row(s) skipped)" if found.skipped else ""))
+    out = _data_output(args.out)  # before the model loads: a bad path must fail fast
     args.no_mids = True  # the answers are the data; MIDS has no say here
     assistant = build_assistant(args)
-    out = Path(args.out)
     failures: list[str] = []
-    stats = write_mids_data(_reports(assistant, items, failures), out, drop_agreeing=not args.keep_agreeing,
-                            image_root=out.parent)
-    print(f"{out}: {stats.summary()}; {len(failures)} image(s) could not be analysed")
+    stats = write_mids_data(_reports(assistant, found.items, failures), out,
+                            drop_agreeing=not args.keep_agreeing, image_root=out.parent)
+    skipped = f"; {found.skipped} label row(s) skipped" if found.skipped else ""
+    print(f"{out}: {stats.summary()}; {len(failures)} image(s) could not be analysed{skipped}")
     for line in failures[:10]:
         print(f"  {line}", file=sys.stderr)
     return 0
+
+
+def _data_output(name: str) -> Path:
+    """The --out file of mids-data, checked writable (its folder is created)."""
+    import tempfile
+
+    out = Path(name).expanduser()
+    if out.is_dir():
+        raise FfaaError(f"--out {name} is a folder: give the JSON file to write, e.g. {out / 'data.json'}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as exc:
+        raise FfaaError(f"--out {name}: cannot write in {out.parent} ({exc.strerror or exc})") from None
+    return out
 
 
 def _reports(assistant, items, failures: list[str]) -> Iterator[tuple[Path, bool, object]]:
@@ -167,7 +198,7 @@ def _reports(assistant, items, failures: list[str]) -> Iterator[tuple[Path, bool
         try:
             reports = assistant.analyze(path)
         except FfaaError as exc:
-            failures.append(f"{path}: {exc}")
+            failures.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")  # errors often name it
             continue
         for report in reports:
             yield path, is_fake, report
