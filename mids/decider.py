@@ -9,7 +9,7 @@ one forward pass, and the models are loaded once per decider.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from ffaa.decision import candidate_verdicts, difficulty, excluded_scores
 from ffaa.parsing import mask_for_mids
 from ffaa.types import Candidate, CandidateScore, Decision, ForensicAnswer, Verdict
 
-from .net import MidsConfig, MidsNet, build_random
+from .net import TINY_T5, MidsConfig, MidsNet, build_random
 from .preprocess import (
     T5_MAX_LENGTH,
     clip_image_processor,
@@ -90,11 +90,14 @@ class MidsDecider:
 
         net = load_mids(path, clip=clip, t5=t5, local_files_only=local_files_only)
         t5 = t5 or (net.config.t5 if isinstance(net.config.t5, str) else None)
-        if t5 is None:
-            raise CheckpointError(f"{path} records no T5 source for the tokenizer: pass t5=<id or folder>")
         clip = clip or (net.config.clip if isinstance(net.config.clip, str) else None)
-        tokenizer = load_t5_tokenizer(t5, local_files_only=local_files_only)
         processor = clip_image_processor(net.image_encoder.config.image_size, source=clip)
+        if t5 is None and _is_tiny_t5(net.config.t5):  # `train-mids --tiny` weights
+            tokenizer = tiny_tokenizer(TINY_T5["vocab_size"])
+        elif t5 is None:
+            raise CheckpointError(f"{path} records no T5 source for the tokenizer: give --mids-t5 ID|DIR")
+        else:
+            tokenizer = load_t5_tokenizer(t5, local_files_only=local_files_only)
         return cls(net, tokenizer, processor, device=device, strict_ffaa=strict_ffaa, **kwargs)
 
     @classmethod
@@ -227,3 +230,7 @@ def full_float32() -> Iterator[None]:
 def _zero_denominator(claim: str, p: tuple[float, ...]) -> bool:
     return (p[0] + p[2] if claim == "real" else p[3] + p[1]) == 0.0
 
+
+def _is_tiny_t5(config: Any) -> bool:
+    """The weights record the tiny test T5 (a config, no source): its toy tokenizer fits it."""
+    return isinstance(config, Mapping) and all(config.get(k) == v for k, v in TINY_T5.items())

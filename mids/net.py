@@ -359,14 +359,22 @@ def build_from_encoders(clip: str | Path = FFAA_CLIP, t5: str | Path = FFAA_T5, 
     try:
         image_encoder = CLIPVisionModel.from_pretrained(str(clip), **kwargs)
     except OSError as exc:
-        raise WeightsNotFoundError(f"MIDS image encoder {str(clip)!r} is not available: {exc}") from exc
+        raise WeightsNotFoundError(_encoder_missing("image", str(clip), "--mids-clip", exc)) from exc
     try:
         text_encoder = T5EncoderModel.from_pretrained(str(t5), **kwargs)
     except OSError as exc:
-        raise WeightsNotFoundError(f"MIDS text encoder {str(t5)!r} is not available: {exc}") from exc
+        raise WeightsNotFoundError(_encoder_missing("text", str(t5), "--mids-t5", exc)) from exc
     config = MidsConfig(clip=str(clip), t5=str(t5), dim=text_encoder.config.d_model, heads=heads,
                         attn_implementation=attn_implementation)
     return MidsNet(config, image_encoder, text_encoder).float().eval()
+
+
+def _encoder_missing(kind: str, source: str, flag: str, exc: OSError) -> str:
+    """One line: which encoder, why (the first line of the hub client's message), and the fix."""
+    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return (f"MIDS {kind} encoder {source!r} is not available ({why}). Download it where the hub is "
+            f"reachable (`hf download {source}`) into the Hugging Face cache (or HF_HOME), or give "
+            f"{flag} DIR with a local copy")
 
 
 def encoder_configs(net: MidsNet) -> dict[str, Mapping[str, Any]]:

@@ -221,3 +221,42 @@ def test_convert_mids_refuses_incomplete_code_and_folders(tmp_path, capsys):
 class Payload:
     def __reduce__(self):
         return (print, ("this must never run",))
+
+
+def test_weights_of_a_tiny_training_run_decide_an_analysis(tmp_path, capsys, shared_fixtures):
+    """`train-mids --tiny`, then `analyze --demo --mids` with its best checkpoint: the tiny T5
+    recorded in the weights brings its own offline tokenizer."""
+    data = write_dataset(tmp_path, 4)
+    assert main(["mids", "train-mids", "--tiny", "--train", str(data), "--val", str(data), "--out",
+                 str(tmp_path / "run"), "--batch-size", "4", "--max-steps", "1", "--save-every", "1"]) == 0
+    best = next((tmp_path / "run").glob("best*.safetensors"))
+    capsys.readouterr()
+    image = shared_fixtures / "images" / "real_celeba3.jpg"
+    assert main(["analyze", str(image), "--demo", "--mids", str(best), "--json"]) == 0
+    [report] = json.loads(capsys.readouterr().out)
+    assert report["decision"]["method"] == "mids" and report["summary"]["match_score"] is not None
+
+
+def test_missing_encoders_are_one_line_naming_the_flag(tmp_path):
+    from ffaa.errors import WeightsNotFoundError
+    from ffaa.mids.net import build_from_encoders
+
+    with pytest.raises(WeightsNotFoundError) as info:
+        build_from_encoders(clip=tmp_path / "no-clip", t5=tmp_path / "no-t5", local_files_only=True)
+    message = str(info.value)
+    assert "\n" not in message and "MIDS image encoder" in message and "--mids-clip DIR" in message
+
+
+def test_encoder_flags_reach_the_decider(tmp_path, monkeypatch):
+    from ffaa.cli import build_parser
+    from ffaa.commands.common import load_decider
+    from ffaa.mids.decider import MidsDecider
+
+    weights = tmp_path / "mids.safetensors"
+    weights.write_bytes(b"x")
+    seen = {}
+    monkeypatch.setattr(MidsDecider, "from_pretrained", classmethod(lambda cls, path, **kw: seen.update(kw) or "mids"))
+    args = build_parser().parse_args(["analyze", "x.png", "--mids", str(weights), "--mids-clip", "/m/clip",
+                                      "--mids-t5", "/m/t5", "--device", "cpu"])
+    assert load_decider(args) == "mids"
+    assert (seen["clip"], seen["t5"]) == ("/m/clip", "/m/t5")

@@ -39,6 +39,11 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--revision", default=None, help="hub revision of --model")
     g.add_argument("--mids", default=None, metavar="PATH",
                    help="MIDS weights (mids.pth or .safetensors); default: mids.pth beside the model if present")
+    g.add_argument("--mids-clip", default=None, metavar="ID|DIR",
+                   help="MIDS's CLIP vision tower (default: the source recorded in the weights, "
+                        "openai/clip-vit-large-patch14-336); a local folder works offline")
+    g.add_argument("--mids-t5", default=None, metavar="ID|DIR",
+                   help="MIDS's T5 encoder and tokenizer (default: the recorded source, t5-base)")
     g.add_argument("--no-mids", action="store_true", help="decide by majority vote even if MIDS weights exist")
 
 
@@ -141,7 +146,10 @@ def load_decider(args: argparse.Namespace):
     if args.demo and not args.mids:
         return MidsDecider.tiny(seed=getattr(args, "seed", 0))
     path = find_mids(args)
-    return MidsDecider.from_pretrained(path, device=args.device) if path else MajorityDecider()
+    if path is None:
+        return MajorityDecider()
+    return MidsDecider.from_pretrained(path, clip=getattr(args, "mids_clip", None), t5=getattr(args, "mids_t5", None),
+                                       device=args.device)
 
 
 def build_assistant(args: argparse.Namespace):
