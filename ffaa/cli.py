@@ -20,7 +20,6 @@ COMMANDS = (
     "batch",
     "app",
     "eval",
-    "convert",
     "mids",
     "bench",
 )
@@ -33,13 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"ffaa.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"ffaa.commands.{name}":
-                continue  # a command not present in this build
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"ffaa.commands.{name}").add_parser(sub)
     return parser
 
 

@@ -146,7 +146,7 @@ class Trainer:
         """`best.safetensors`, replaced atomically (a kill never leaves it half-written)."""
         tmp = self.out / f".{BEST}.tmp.safetensors"
         try:
-            save_mids(self.net, tmp, extra={"metrics": json.dumps(metrics)})
+            save_mids(self.net, tmp, extra={"metrics": _json(metrics)})
             _fsync(tmp)
             os.replace(tmp, self.out / f"{BEST}.safetensors")
         except OSError as exc:
@@ -219,7 +219,7 @@ class Trainer:
             state = {**self.state, "config": asdict(self.config), "trainable": len(self.trainable)}
             for path in (tmp["weights"][0], tmp["optim"][0]):
                 _fsync(path)
-            _write_synced(tmp["state"][0], json.dumps(state, indent=1))  # the commit point
+            _write_synced(tmp["state"][0], _json(state))  # the commit point
             _commit_last(self.out)
         except OSError as exc:
             raise FfaaError(f"cannot write a checkpoint in {self.out}: {exc.strerror or exc}") from None
@@ -308,7 +308,29 @@ def _read_saved_state(path: Path) -> dict[str, Any]:
         raise FfaaError(f"cannot resume: {path} is unreadable ({exc})") from None
     if not isinstance(saved, dict) or not isinstance(saved.get("global_step"), int):
         raise FfaaError(f"cannot resume: {path} is not a training state written by train-mids")
+    saved["validation"] = [_undefined_as_nan(m) for m in saved.get("validation", [])]
+    saved["best"] = _undefined_as_nan(saved["best"]) if saved.get("best") else saved.get("best")
     return saved
+
+
+def _json(value: Any) -> str:
+    """Standard JSON: an undefined metric (NaN, e.g. AUC with one class) is written as null."""
+    return json.dumps(_finite(value), indent=1, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _undefined_as_nan(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics read back: null is NaN again, as the loop computed it."""
+    return {k: float("nan") if v is None else v for k, v in metrics.items()}
 
 
 def _check_step(path: Path, step: int) -> None:

@@ -207,3 +207,10 @@ def test_one_class_validation_is_announced(tmp_path, tiny):
                         log=lines.append)
     assert any("every validation image is real: AUC and AP are undefined" in line for line in lines)
     assert np.isnan(result.best["auc"]) and (tmp_path / "run" / "best.safetensors").is_file()
+    # Written as standard JSON (null, not NaN), and read back as NaN by a resume.
+    text = (tmp_path / "run" / "last_state.json").read_text()
+    assert "NaN" not in text and json.loads(text)["best"]["auc"] is None
+    config = TrainConfig(out_dir=str(tmp_path / "run"), epochs=2, batch_size=4, max_steps=2, augment=False)
+    again = train_mids(config, data, real_only, net=fresh_net(), tokenizer=tokenizer, processor=processor,
+                       resume=True, log=lines.append)
+    assert again.steps == 2 and np.isnan(again.validation[0]["auc"])

@@ -12,7 +12,7 @@ What it writes is still meaningless: the images carry no information about the a
 was trained on, the free-question verdict is a coin flip, and the phrases are generic. It
 shows the shape of a report, never an analysis.
 
-Training takes about half a minute on two CPU cores. What keeps it short:
+Training takes a minute or two on two CPU cores. What keeps it short:
 - the vision tower stays frozen (its random features are noise to be ignored);
 - lm_head runs only at answer positions, over a sampled softmax (`answer_loss`);
 - the first steps use text-only prompts, a fifth of the cost of a row with 576 image
@@ -482,7 +482,7 @@ def demo_model_dir(
     if cache and _is_built(final, seed, steps):
         return final
     if log:
-        log("training the demo model to write the answer format (once; about half a minute on CPU) ...")
+        log("training the demo model to write the answer format (once; a minute or two on CPU) ...")
     if cache:
         folder = build_atomically(
             final, lambda tmp: build_demo_llava(tmp, seed=seed, steps=steps), done=lambda f: _is_built(f, seed, steps)
