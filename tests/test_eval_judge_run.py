@@ -292,3 +292,12 @@ def test_benchmark_given_as_a_file_or_a_single_set(tmp_path):
         load_benchmark(tmp_path / "S" / "S.json")
     with pytest.raises(InputError, match="S.json is one set: give its parent folder"):
         load_benchmark(tmp_path / "S")
+
+
+def test_cli_judge_refuses_two_judges(tmp_path, capsys):
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": "a/1.png", "text": "Forgery reasoning: blurred."}) + "\n")
+    args = ["eval", "judge", "--predictions", str(preds), "--judge", "test_eval_judge_run:make_fake_judge", "--demo"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: choose one judge: --judge MODULE:FACTORY or a model (--model/--demo), not both")

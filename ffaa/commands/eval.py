@@ -309,6 +309,8 @@ def run_judge(args: argparse.Namespace) -> int:
 
     if args.judge is None and args.model is None and not args.demo:
         raise FfaaError("choose a judge: --judge MODULE:FACTORY, or a model with --model (or --demo)")
+    if args.judge is not None and (args.model is not None or args.demo):
+        raise FfaaError("choose one judge: --judge MODULE:FACTORY or a model (--model/--demo), not both")
     if args.limit is not None and args.limit < 1:
         raise FfaaError("--limit must be at least 1")
     preds, refs, pairing, inputs = _load_pairing(args)
