@@ -116,17 +116,28 @@ def test_loss_falls_and_only_ffaa_trainables_change(tmp_path, tiny):
     assert result.best["auc"] == max(v["auc"] for v in result.validation)
 
 
-def test_resume_continues_from_the_saved_step(tmp_path, tiny):
+def seeded_trainer(out, max_steps, data, tokenizer, processor):
+    """A trainer that saves every step, so runs cut at any step can be resumed and compared."""
+    config = TrainConfig(out_dir=str(out), epochs=3, batch_size=4, lr=1e-3, max_steps=max_steps,
+                         save_every=1, seed=3)
+    return Trainer(fresh_net(), tokenizer, processor, data.samples, config, log=lambda m: None)
+
+
+@pytest.fixture
+def uninterrupted(tmp_path, tiny):
+    """(trainer factory, a trainer run straight to step 5, its result) on 12 rows."""
     tokenizer, processor = tiny
     data = load_mids_data(write_dataset(tmp_path, 12))
 
     def trainer(out, max_steps):
-        config = TrainConfig(out_dir=str(out), epochs=3, batch_size=4, lr=1e-3, max_steps=max_steps,
-                             save_every=1, seed=3)
-        return Trainer(fresh_net(), tokenizer, processor, data.samples, config, log=lambda m: None)
+        return seeded_trainer(out, max_steps, data, tokenizer, processor)
 
     straight = trainer(tmp_path / "a", 5)
-    full = straight.run()
+    return trainer, straight, straight.run()
+
+
+def test_resume_continues_from_the_saved_step(tmp_path, uninterrupted):
+    trainer, straight, full = uninterrupted
     first = trainer(tmp_path / "b", 2).run()
     assert first.steps == 2
     state = json.loads((tmp_path / "b" / "last_state.json").read_text())
@@ -147,21 +158,12 @@ def test_detection_metrics():
     assert np.isnan(detection_metrics([1, 1], [0.2, 0.9], [1, 1])["auc"])
 
 
-def test_kill_between_checkpoint_renames_resumes_exactly(tmp_path, tiny, monkeypatch):
+def test_kill_between_checkpoint_renames_resumes_exactly(tmp_path, uninterrupted, monkeypatch):
     """The three `last` files are one commit: a save interrupted after the weights were renamed
     (a kill -9) must not pair new weights with an old state; resume finishes the commit."""
     import os
 
-    tokenizer, processor = tiny
-    data = load_mids_data(write_dataset(tmp_path, 12))
-
-    def trainer(out, max_steps):
-        config = TrainConfig(out_dir=str(out), epochs=3, batch_size=4, lr=1e-3, max_steps=max_steps,
-                             save_every=1, seed=3)
-        return Trainer(fresh_net(), tokenizer, processor, data.samples, config, log=lambda m: None)
-
-    straight = trainer(tmp_path / "a", 5)
-    full = straight.run()
+    trainer, straight, full = uninterrupted
     trainer(tmp_path / "b", 2).run()
     real_replace = os.replace
 
