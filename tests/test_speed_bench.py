@@ -131,3 +131,22 @@ def test_gpu_script_records_a_crashed_step(tmp_path):
     assert [r["step"] for r in rows if r["kind"] == "error"] == ["none"]
     assert "mids" in [r["kind"] for r in rows]
     assert "failed: none:" in (tmp_path / "gpu_bench.md").read_text()
+
+
+def test_bench_batch_command_shares_compiled_calls_across_images(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("skimage")  # the sample face
+    from ffaa.cli import build_parser, main
+    from ffaa.commands.bench import _bench_assistant
+
+    args = build_parser().parse_args(["bench", "--demo", "--batch", "--batch-size", "6", "--compile", "static"])
+    assistant = _bench_assistant(args)
+    assert assistant.options.batch_size == 6 and assistant.backend.fast.settings.rows == 6
+    out = tmp_path / "b.json"
+    assert main(["bench", "--demo", "--batch", "--batch-size", "6", "--compile", "static", "--new-tokens", "2",
+                 "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert (figures["images"], figures["batch_size"], figures["group_faces"]) == (8, 6, 2)
+    assert figures["batched_s"] > 0 and figures["triage_s"] > 0
+    assert "| batched across images |" in capsys.readouterr().out
+    assert main(["bench", "--demo", "--batch", "--batch-size", "0"]) == 2

@@ -36,6 +36,8 @@ def add_parser(sub) -> None:
     p.add_argument("--batch", nargs="*", default=None, metavar="IMAGE",
                    help="instead: images/s of whole analyses, one image at a time vs batched across images, "
                         "and triage (default images: 8 variants of the sample face)")
+    p.add_argument("--batch-size", type=int, default=12,
+                   help="with --batch: prompts per generate call (and per compiled call, unless --compile-rows)")
     add_model_args(p)
     p.set_defaults(func=run, parser=p)
 
@@ -180,10 +182,14 @@ def _bench_assistant(args: argparse.Namespace):
     from ..pipeline import AnalysisOptions, Assistant
     from ..types import DecodingSettings
 
+    if args.batch_size < 1:
+        raise FfaaError(f"--batch-size must be at least 1, got {args.batch_size}")
     decoding = DecodingSettings(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
                                 stop_at_answer_end=False)
-    options = AnalysisOptions(face_mode="auto", decoding=decoding)
-    return Assistant(load_backend(args), load_decider(args), options=options)
+    options = AnalysisOptions(face_mode="auto", decoding=decoding, batch_size=args.batch_size)
+    # Compiled decoding takes the batch's rows, as in `ffaa batch`, so images share compiled calls.
+    backend = load_backend(argparse.Namespace(**{**vars(args), "rows_follow_batch_size": True}))
+    return Assistant(backend, load_decider(args), options=options)
 
 
 def _sample_variants(count: int) -> list[Path]:
