@@ -248,12 +248,33 @@ def run_format(folder: Path, quant: str, flows: tuple[str, ...], args: argparse.
             repeats = args.repeats if flow.startswith("compiled") else 1
             run_bench(backend, image, args.new_tokens, repeats, (flow,), first_tokens=args.first_tokens,
                       on_flow=args.rec.flow)
+        if {"compiled", "compiled_generate"} <= set(flows):
+            loop_check(backend, candidate_requests(image), args)
         fp = fingerprint(backend, quant, candidate_requests(image), args.quality_tokens)
         torch.save(dataclasses.asdict(fp), args.out / f"fingerprint_{quant}.pt")
         args.rec.write("fingerprint", quant=quant, tokens=[list(t[:16]) for t in fp.tokens])
     finally:
         release(backend)
         del backend
+
+
+def loop_check(backend: Any, requests: list, args: argparse.Namespace) -> None:
+    """ffaa's loop against transformers' generate on the same compiled decoder: the same greedy
+    tokens? (Equal on the CPU by test; on a GPU, kernels may round differently.)"""
+    from ffaa.bench import bench_settings
+
+    fast, settings = backend.fast, bench_settings(args.quality_tokens)
+    own = [g.text for g in backend.generate(requests, settings)]
+    fast.settings = dataclasses.replace(fast.settings, loop="generate")
+    try:
+        theirs = [g.text for g in backend.generate(requests, settings)]
+    finally:
+        fast.settings = dataclasses.replace(fast.settings, loop="own")
+    same = [a == b for a, b in zip(own, theirs)]
+    prefix = [len(os.path.commonprefix([a, b])) / max(len(b), 1) for a, b in zip(own, theirs)]
+    args.rec.write("loop_check", tokens=args.quality_tokens, same_text=same, common_prefix=[round(p, 3) for p in prefix])
+    args.rec.note(f"ffaa's loop vs transformers' generate, {args.quality_tokens} greedy tokens per candidate: "
+                  f"{sum(same)}/{len(same)} candidates identical (common prefix {min(prefix):.0%} at least)")
 
 
 def sample_images(count: int) -> list[Path]:

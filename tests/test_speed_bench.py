@@ -110,6 +110,8 @@ def test_gpu_script_dry_run(tmp_path):
                      ("int4-ao", "compiled"), ("4bit", "ffaa_reference"), ("4bit", "batched")]
     assert [r["step"] for r in rows if r["kind"] == "skipped"] == ["int8-ao"]
     assert kinds[0] == "env" and kinds[-1] == "done" and "mids" in kinds and "built" in kinds
+    [check] = [r for r in rows if r["kind"] == "loop_check"]
+    assert check["same_text"] == [True, True, True]  # on the CPU the two loops agree exactly
     [batch] = [r for r in rows if r["kind"] == "batch"]
     assert batch["images"] == 4 and batch["batched_ips"] > 0 and batch["triage_ips"] > 0
     assert {r["quant"] for r in rows if r["kind"] == "quality"} == {"4bit", "int4-ao"}
