@@ -28,3 +28,13 @@ class MissingDependencyError(FfaaError):
         )
         self.package = package
         self.extra = extra
+
+
+def one_line(exc: BaseException, limit: int = 300, with_type: bool = True) -> str:
+    """An exception as one short line: `Type: first line of its message` (the type alone when
+    there is no message), for messages that quote a library's error."""
+    lines = str(exc).strip().splitlines()
+    text = " ".join(lines[0].split()) if lines else ""
+    if with_type or not text:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text[:limit]

@@ -34,7 +34,7 @@ from typing import BinaryIO, Literal
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import InputError
+from .errors import InputError, one_line
 from .types import ImageInfo
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "PPM", "AVIF", "HEIF", "JPEG2000")
@@ -194,7 +194,7 @@ def _decode(data: bytes, name: str, limits: LoadLimits) -> LoadedImage:
     except Image.UnidentifiedImageError as exc:
         raise InputError(_not_an_image(name, data)) from exc
     except _DECODE_ERRORS as exc:
-        raise InputError(f"{name}: corrupt image header ({_one_line(exc)})") from exc
+        raise InputError(f"{name}: corrupt image header ({one_line(exc, 200, with_type=False)})") from exc
     _check_size(image.size, name, limits)
     image = _load_first_frame(image, name)
     return _normalise(image, name, hashlib.sha256(data).hexdigest())
@@ -223,7 +223,7 @@ def _load_first_frame(image: Image.Image, name: str) -> Image.Image:
             image.seek(0)
         image.load()
     except _DECODE_ERRORS as exc:
-        reason = _one_line(exc)
+        reason = one_line(exc, 200, with_type=False)
         raise InputError(f"{name}: cannot decode the image, file truncated or corrupt ({reason})") from exc
     return image
 
@@ -259,10 +259,6 @@ def _describe_other(head: bytes) -> str:
         return "text"
     except UnicodeDecodeError:
         return "unrecognised data"
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def _check_bytes(size: int, name: str, limits: LoadLimits) -> None:
@@ -304,7 +300,7 @@ def _normalise(
     try:
         rgb, mode_notes = to_rgb(image)
     except (ValueError, OSError) as exc:
-        reason = _one_line(exc)
+        reason = one_line(exc, 200, with_type=False)
         raise InputError(f"{name}: cannot convert colour mode {original_mode} to RGB ({reason})") from exc
     notes += mode_notes
     info = ImageInfo(

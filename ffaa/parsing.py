@@ -56,10 +56,19 @@ def _classify(text: str, fmt: AnswerFormat) -> list[_Line]:
         match = pattern.match(_MARKUP.sub("", line).strip())  # markup may sit inside a label
         if match:
             value = line.split(":", 1)[1]  # labels hold no colon: the first one ends the label
-            lines.append(_Line(_key_of(match["name"], fmt), _OUTER_MARKUP.sub("", value), raw))
+            lines.append(_Line(_key_of(match["name"], fmt), _unwrap(value), raw))
         else:
-            lines.append(_Line(None, _OUTER_MARKUP.sub("", line), raw))
+            lines.append(_Line(None, _unwrap(line), raw))
     return lines
+
+
+def _unwrap(text: str) -> str:
+    """`text` without the Markdown around it: emphasis and quote marks, and a pair of backticks
+    or underscores wrapping all of it (`Fake`, _Face swap_)."""
+    text = _OUTER_MARKUP.sub("", text)
+    if len(text) > 2 and text[0] == text[-1] and text[0] in "`_":
+        text = text[1:-1].strip()
+    return text
 
 
 def _collect(lines: list[_Line]) -> tuple[dict[str, str], list[str]]:

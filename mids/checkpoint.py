@@ -201,7 +201,8 @@ def convert_mids(pth: str | Path, out: str | Path, source_note: str | None = Non
     unknown = [k for k in state if not _is_mids_name(k)]
     if unknown:
         raise CheckpointError(f"{pth}: {len(unknown)} key(s) are not MIDS parameters, first {unknown[0]!r}")
-    missing = missing_mids_names(state)
+    # FFAA's release fine-tunes the last two of CLIP ViT-L's 24 layers.
+    missing = missing_mids_names(state, FFAA_CLIP_LAYERS if dim == MidsConfig.ffaa().dim else None)
     if missing:
         raise CheckpointError(f"{pth}: {len(missing)} MIDS parameter(s) missing, first {missing[0]!r}: "
                               "not a complete mids.pth")
@@ -232,19 +233,21 @@ def _is_mids_name(name: str) -> bool:
 
 
 _CLIP_LAYER = re.compile(r"image_encoder\.encoder\.layers\.(\d+)\.(.+)")
+FFAA_CLIP_LAYERS = 24  # openai/clip-vit-large-patch14-336
 
 
-def missing_mids_names(state: Mapping[str, Tensor]) -> list[str]:
+def missing_mids_names(state: Mapping[str, Tensor], clip_layers: int | None = None) -> list[str]:
     """The trained names a `mids.pth` must hold and `state` lacks: every head parameter and the
-    same parameters for each of the last two CLIP layers. The names do not depend on the width,
-    so the tiny network lists them."""
+    same parameters for each of the last two CLIP layers (of `clip_layers` when known, else the
+    two below the highest layer present). The names do not depend on the width, so the tiny
+    network lists them."""
     from .net import MidsConfig
 
     reference = checkpoint_keys(build_random(MidsConfig.tiny(), seed=0))
     head = [k for k in reference if not _CLIP_LAYER.match(k)]
     per_layer = sorted({m.group(2) for m in map(_CLIP_LAYER.match, reference) if m})
     layers = sorted({int(m.group(1)) for m in map(_CLIP_LAYER.match, state) if m})
-    top = layers[-1] if layers else 1
+    top = clip_layers - 1 if clip_layers else (layers[-1] if layers else 1)
     wanted = head + [f"image_encoder.encoder.layers.{i}.{rest}" for i in (top - 1, top) for rest in per_layer]
     return [k for k in wanted if k not in state]
 

@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ T5_BASE = dict(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12,
                pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
 # Rough seconds per step on an H100, used only to skip optional steps that would not fit.
 OPTIONAL_STEP_S = 170
+MIN_STEP_S = 30  # the shortest time limit a started step gets
 
 
 def ensure_importable() -> None:
@@ -81,13 +83,16 @@ class Recorder:
     """Appends JSON lines to OUT/gpu_bench.jsonl; `render` rebuilds OUT/gpu_bench.md from them, so
     steps that ran in other processes land in the same table."""
 
-    def __init__(self, out: Path, title: str):
+    def __init__(self, out: Path, title: str, fresh: bool = False):
         self.out = out
         self.out.mkdir(parents=True, exist_ok=True)
         self.jsonl = out / "gpu_bench.jsonl"
         self.md = out / "gpu_bench.md"
         self.title = title
         self.start = time.perf_counter()
+        if fresh:  # a new run (the parent): results of an earlier run in OUT must not mix in
+            for stale in [self.jsonl, self.md, *out.glob("fingerprint_*.pt")]:
+                stale.unlink(missing_ok=True)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -246,16 +251,25 @@ def run_format(folder: Path, quant: str, flows: tuple[str, ...], args: argparse.
         image = test_image()
         for flow in flows:  # plain flows are slow and steady: one timed call; compiled ones: --repeats
             repeats = args.repeats if flow.startswith("compiled") else 1
-            run_bench(backend, image, args.new_tokens, repeats, (flow,), first_tokens=args.first_tokens,
-                      on_flow=args.rec.flow)
+            guarded(f"{quant} {flow}", args, lambda f=flow, r=repeats: run_bench(
+                backend, image, args.new_tokens, r, (f,), first_tokens=args.first_tokens, on_flow=args.rec.flow))
         if {"compiled", "compiled_generate"} <= set(flows):
-            loop_check(backend, candidate_requests(image), args)
+            guarded(f"{quant} loop check", args, lambda: loop_check(backend, candidate_requests(image), args))
+        # Last and on its own: the quality table needs it even when a flow failed.
         fp = fingerprint(backend, quant, candidate_requests(image), args.quality_tokens)
         torch.save(dataclasses.asdict(fp), args.out / f"fingerprint_{quant}.pt")
         args.rec.write("fingerprint", quant=quant, tokens=[list(t[:16]) for t in fp.tokens])
     finally:
         release(backend)
-        del backend
+
+
+def guarded(name: str, args: argparse.Namespace, fn: Callable[[], Any]) -> None:
+    """Run one part of a step; a failure is recorded and the step goes on with the next part."""
+    try:
+        fn()
+    except Exception as exc:  # recorded for the table
+        args.rec.write("error", step=name, error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()[-2000:])
+        args.rec.note(f"failed: {name}: {type(exc).__name__}: {str(exc)[:300]}")
 
 
 def loop_check(backend: Any, requests: list, args: argparse.Namespace) -> None:
@@ -264,12 +278,17 @@ def loop_check(backend: Any, requests: list, args: argparse.Namespace) -> None:
     from ffaa.bench import bench_settings
 
     fast, settings = backend.fast, bench_settings(args.quality_tokens)
+    if fast is None or fast.settings.loop != "own":
+        why = getattr(backend, "fast_error", None) or "the decoder fell back to transformers' generate"
+        args.rec.note(f"loop check not run: ffaa's loop is not in use ({why})")
+        return
     own = [g.text for g in backend.generate(requests, settings)]
-    fast.settings = dataclasses.replace(fast.settings, loop="generate")
+    kept = fast.settings
+    fast.settings = dataclasses.replace(kept, loop="generate")
     try:
         theirs = [g.text for g in backend.generate(requests, settings)]
     finally:
-        fast.settings = dataclasses.replace(fast.settings, loop="own")
+        fast.settings = kept
     same = [a == b for a, b in zip(own, theirs)]
     prefix = [len(os.path.commonprefix([a, b])) / max(len(b), 1) for a, b in zip(own, theirs)]
     args.rec.write("loop_check", tokens=args.quality_tokens, same_text=same, common_prefix=[round(p, 3) for p in prefix])
@@ -456,20 +475,14 @@ FORMAT_FLOWS = {"none": ("ffaa_reference", "compiled", "compiled_generate"), "in
 def run_step(name: str, args: argparse.Namespace) -> None:
     """One step, in this (child) process; a failure is recorded, not raised."""
     folder = args.work / "model"
-    try:
-        if name == "build":
-            start = time.perf_counter()
-            build_model(folder, args.tokenizer, args.dry_run, args.device)
-            args.rec.write("built", seconds=round(time.perf_counter() - start, 1), folder=str(folder))
-        elif name == "mids":
-            run_mids(args)
-        elif name == "batch":
-            run_batch(folder, args)
-        else:
-            run_format(folder, name, FORMAT_FLOWS[name], args)
-    except Exception as exc:  # recorded for the table; the parent goes on with the next step
-        args.rec.write("error", step=name, error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()[-2000:])
-        args.rec.note(f"failed: {name}: {type(exc).__name__}: {str(exc)[:300]}")
+
+    def build() -> None:
+        start = time.perf_counter()
+        build_model(folder, args.tokenizer, args.dry_run, args.device)
+        args.rec.write("built", seconds=round(time.perf_counter() - start, 1), folder=str(folder))
+
+    actions = {"build": build, "mids": lambda: run_mids(args), "batch": lambda: run_batch(folder, args)}
+    guarded(name, args, actions.get(name) or (lambda: run_format(folder, name, FORMAT_FLOWS[name], args)))
 
 
 def launch(name: str, args: argparse.Namespace) -> None:
@@ -482,11 +495,12 @@ def launch(name: str, args: argparse.Namespace) -> None:
         return
     rec.write("step", step=name)
     argv = [sys.executable, str(Path(__file__).resolve()), *args.argv, "--step", name, "--work", str(args.work)]
+    limit = max(left, MIN_STEP_S)  # a step started near the end may run MIN_STEP_S past the budget
     try:
-        code = subprocess.run(argv, timeout=max(left, 30), check=False).returncode
+        code = subprocess.run(argv, timeout=limit, check=False).returncode
     except subprocess.TimeoutExpired:
-        rec.write("error", step=name, error=f"timed out after {left:.0f} s (the budget)")
-        rec.note(f"failed: {name}: cut off when the budget ran out")
+        rec.write("error", step=name, error=f"timed out after {limit:.0f} s (the rest of the budget)")
+        rec.note(f"failed: {name}: cut off after {limit:.0f} s, when the budget ran out")
         return
     if code != 0:  # a crash the child could not record (killed, out of memory, a segfault)
         rec.write("error", step=name, error=f"its process exited with {code}")
@@ -552,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         run_step(args.step, args)
         return 0
     env = environment(args)
-    args.rec = rec = Recorder(args.out, title(args, env))
+    args.rec = rec = Recorder(args.out, title(args, env), fresh=True)
     rec.write("env", **env, dry_run=args.dry_run, new_tokens=args.new_tokens)
     own_work = args.work is None  # a folder given with --work is kept
     work = args.work = args.work or Path(tempfile.mkdtemp(prefix="ffaa-gpu-bench-"))

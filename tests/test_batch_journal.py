@@ -117,6 +117,21 @@ def test_a_second_run_cannot_resume_into_a_folder_another_run_is_writing(tmp_pat
     assert scan_log(out / LOG_NAME).done() == {("a", "full")}
 
 
+def test_a_file_system_without_locks_is_used_with_a_warning(tmp_path, monkeypatch, capsys):
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with ReportLog.open(tmp_path / "out", resume=False)[0] as log:
+        log.append(block("a"))
+    assert "cannot be locked" in capsys.readouterr().err
+    monkeypatch.setattr(fcntl, "flock", lambda fd, op: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with pytest.raises(OutputError, match="cannot write .*reports.jsonl"):
+        ReportLog.open(tmp_path / "out", resume=True)
+
+
 def test_concurrent_atomic_writes_use_their_own_temporary_files(tmp_path, monkeypatch):
     """A --summarize-only beside a running batch writes the same summaries: no shared temp name."""
     names = []

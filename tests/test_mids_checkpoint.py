@@ -188,3 +188,15 @@ def test_convert_refuses_non_mids(tmp_path):
     torch.save({"encoder.weight": torch.zeros(2, 2)}, path)
     with pytest.raises(CheckpointError, match="not a MIDS checkpoint"):
         convert_mids(path, tmp_path / "out.safetensors")
+
+
+def test_missing_names_point_at_the_last_two_layers_of_a_known_clip():
+    from ffaa.mids.checkpoint import checkpoint_keys, missing_mids_names
+    from ffaa.mids.net import MidsConfig, build_random
+
+    keys = checkpoint_keys(build_random(MidsConfig.tiny(), seed=0))
+    state = {k.replace("layers.1.", "layers.22.").replace("layers.0.", "layers.21."): None for k in keys}
+    state = {k: v for k, v in state.items() if "layers.21." not in k}  # only layer 22 of 0..23
+    missing = missing_mids_names(state, clip_layers=24)
+    assert missing and all(".layers.23." in k for k in missing)
+    assert missing_mids_names({**state, **{k.replace("22", "23"): None for k in state if ".layers.22." in k}}, 24) == []

@@ -130,3 +130,5 @@ def test_markup_around_labels_goes_markup_inside_text_stays():
     assert answer.description == "a *studio* portrait_2 of a man"
     assert answer.reasoning == "the seam width > 2 px at the jaw; the multi_layer blend shows `halos`"
     assert answer.verdict_text == "Fake" and answer.forgery_type_text == "Identity exchange"
+    wrapped = parse_answer(text.replace("**Fake**", "`Fake`").replace("__Identity exchange__", "_Face swap_")).answer
+    assert wrapped.verdict_text == "Fake" and wrapped.forgery_type_text == "Face swap"

@@ -68,6 +68,12 @@ def test_bench_in_process_and_a_failed_child(tmp_path, capsys):
     assert _forwarded_options(args) == ["--new-tokens", "3", "--model", str(tmp_path / "missing")]
     [failed] = _run_in_child(args, "none")
     assert failed.flows == () and failed.skipped == ("none: its process exited with 2",)
+    # A child that ran but could time nothing passes its reasons on.
+    assert main(["bench", "--demo", "--formats", "none,none", "--flows", "compiled", "--compile", "off",
+                 "--new-tokens", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("compiled on none: no compiled decoder for this format/device") >= 2
+    assert "its process exited" not in err.splitlines()[-1]
     assert isinstance(args, argparse.Namespace)
 
 
@@ -152,3 +158,17 @@ def test_bench_batch_command_shares_compiled_calls_across_images(tmp_path, capsy
     assert figures["batched_s"] > 0 and figures["triage_s"] > 0
     assert "| batched across images |" in capsys.readouterr().out
     assert main(["bench", "--demo", "--batch", "--batch-size", "0"]) == 2
+
+
+def test_gpu_script_starts_each_run_afresh(tmp_path):
+    """A second run into the same folder does not mix the first run's rows or fingerprints in."""
+    pytest.importorskip("torch")
+    (tmp_path / "fingerprint_none.pt").write_bytes(b"stale")
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_bench.py"), "--dry-run", "--out",
+                               str(tmp_path), "--steps", "mids"], capture_output=True, text=True, timeout=600,
+                              check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "gpu_bench.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in rows].count("mids") == 1 and not (tmp_path / "fingerprint_none.pt").exists()
+    assert (tmp_path / "gpu_bench.md").read_text().count("MIDS (random weights") == 1

@@ -326,3 +326,19 @@ def test_the_compiled_step_is_one_graph(static, monkeypatch):
     with torch.inference_mode():
         explained = torch._dynamo.explain(loop._step_eager)(*seen[0])
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons[:3]
+
+
+def test_warmup_for_sampling_also_prepares_the_generate_path(tiny_dir, monkeypatch):
+    """Sampled requests go through `generate`, a second compiled path: a process that will sample
+    warms it at start-up too, instead of compiling it inside its first request."""
+    backend = load(tiny_dir, "static")
+    try:
+        calls = []
+        original = backend.fast._generate_padded
+        monkeypatch.setattr(backend.fast, "_generate_padded", lambda *a: calls.append(a[-2].do_sample) or original(*a))
+        backend.warmup(log=lambda msg: None)
+        assert calls == []  # greedy only: ffaa's loop
+        backend.warmup(log=lambda msg: None, sampling=True)
+        assert calls == [True]
+    finally:
+        backend.fast.close()

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CheckpointError, WeightsNotFoundError
+from ..errors import CheckpointError, WeightsNotFoundError, one_line
 from ..jsonio import read_json
 from ..lazy import require
 
@@ -967,9 +967,8 @@ def _download_patterns(files: Iterable[str]) -> list[str]:
 
 
 def _not_found_message(repo_id: str, error: Exception) -> str:
-    reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".strip(": ")
     return (
-        f"cannot download '{repo_id}' from the Hugging Face hub ({reason[:200]}). On a machine with "
+        f"cannot download '{repo_id}' from the Hugging Face hub ({one_line(error, limit=200)}). On a machine with "
         f"access run `hf download {repo_id} --local-dir DIR` (FFAA's 7B checkpoint is about 15 GB "
         "in fp16), copy DIR here and pass that folder instead of the hub id; it is converted "
         f"once into {ffaa_cache_root() / 'converted'} (set FFAA_CACHE to move it)."

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import inspect
 import os
 import sys
 import time
@@ -43,7 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import FfaaError
+from ..errors import FfaaError, one_line
 from ..lazy import require
 from ..types import DecodingSettings
 from .base import Generation, GenerationRequest
@@ -212,11 +211,11 @@ class FastDecoder:
         return self._cache
 
     def _cache_kwarg(self) -> str:
-        """The name under which this transformers' LLaVA forward takes the cache ("cache" in
-        newer releases, "past_key_values" before)."""
+        """The name under which this transformers' LLaVA forward takes the cache."""
         if self._cache_name is None:
-            params = inspect.signature(self.model.forward).parameters
-            self._cache_name = "cache" if "cache" in params else "past_key_values"
+            from .steploop import cache_kwarg
+
+            self._cache_name = cache_kwarg(self.model.forward)
         return self._cache_name
 
     def _compile_mode(self) -> str | None:
@@ -305,11 +304,13 @@ class FastDecoder:
 
     # -- start-up -----------------------------------------------------------------------------
 
-    def warmup(self, backend: Any, log: Callable[[str], None] | None = None) -> float:
+    def warmup(self, backend: Any, log: Callable[[str], None] | None = None, sampling: bool = False) -> float:
         """Compile (or, static mode, just allocate) for the longest standard prompt; seconds taken.
 
         Runs three short generations: dynamo compiles on the first, CUDA graphs are recorded on
-        the next, and the last one checks that no further compile happens.
+        the next, and the last one checks that no further compile happens. Greedy requests use
+        ffaa's loop and sampled ones `generate`, two compiled paths: `sampling` warms the second
+        too, for processes that will sample (`--sample`).
         """
         log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         what = "compiling the decoder" if self.compiled else "allocating the static cache"
@@ -323,21 +324,24 @@ class FastDecoder:
                 raise
             if os.environ.get("FFAA_DEBUG"):
                 traceback.print_exception(exc, file=sys.stderr)
-            log(f"ffaa: ffaa's decoding loop failed at warm-up ({_one_line(exc)}); "
-                "compiling transformers' generate instead...")
-            self._run(_forget_compiled, self.model)
+            instead = "compiling transformers' generate" if self.compiled else "using transformers' generate"
+            log(f"ffaa: ffaa's decoding loop failed at warm-up ({one_line(exc)}); {instead} instead...")
+            if self.compiled:
+                self._run(_forget_compiled, self.model)
             self._loop = None
             self.settings = dataclasses.replace(self.settings, loop="generate")
             self._warm_calls(backend)
+        if sampling and self.settings.loop == "own":
+            self._warm_calls(backend, sampled=True)
         self.warm = True
         seconds = time.perf_counter() - start
         log(f"ffaa: decoder ready in {seconds:.1f} s (cache of {self.cache_len} positions)")
         return seconds
 
-    def _warm_calls(self, backend: Any) -> None:
+    def _warm_calls(self, backend: Any, sampled: bool = False) -> None:
         """Short generations of the longest standard prompt: compile, record, check."""
         requests = warmup_requests(backend, self.settings.rows)
-        settings = DecodingSettings(max_new_tokens=4, min_new_tokens=4, stop_at_answer_end=False)
+        settings = DecodingSettings(max_new_tokens=4, min_new_tokens=4, stop_at_answer_end=False, do_sample=sampled)
         for _ in range(3 if self.compiled else 1):
             self.generate(backend, requests, settings)
 
@@ -358,7 +362,7 @@ class FastDecoder:
 
 def give_up(decoder: FastDecoder, exc: BaseException, log: Callable[[str], None] | None = None) -> str:
     """Release a decoder whose warm-up failed and say so; returns the reason as one line."""
-    reason = _one_line(exc)
+    reason = one_line(exc)
     if os.environ.get("FFAA_DEBUG"):
         traceback.print_exception(exc, file=sys.stderr)
     (log or (lambda msg: print(msg, file=sys.stderr, flush=True)))(
@@ -368,11 +372,6 @@ def give_up(decoder: FastDecoder, exc: BaseException, log: Callable[[str], None]
     except Exception:  # the failure above matters, not a second one while cleaning up
         pass
     return reason
-
-
-def _one_line(exc: BaseException) -> str:
-    """`Type: first line of the message`."""
-    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
 
 
 def _forget_compiled(model: Any) -> None:

@@ -22,6 +22,7 @@ from ..lazy import require
 from ..types import DecodingSettings
 from .base import BackendInfo, Generation, GenerationRequest
 from .quant import QUANT_CHOICES  # formats and their defaults are described in quant.py
+
 DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
 # Module paths kept in full precision under bitsandbytes (transformers 5 uses full paths).
 KEEP_UNQUANTIZED = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
@@ -110,9 +111,11 @@ def locate_model(source: str, revision: str | None = None) -> Path:
 def _from_hub(repo_id: str, revision: str | None) -> Path:
     """Original-format repos (FFAA's) are converted once into the cache; transformers-layout
     repos (llava-hf) are used as downloaded. Only config.json is fetched to tell them apart."""
-    from .convert import ensure_converted, is_original_llava_checkpoint
-
-    from .convert import cached_conversion
+    from .convert import (
+        cached_conversion,
+        ensure_converted,
+        is_original_llava_checkpoint,
+    )
 
     hub = require("huggingface_hub", "torch", "downloading models")
     cached = cached_conversion(repo_id, revision=revision) or _cached_snapshot(hub, repo_id, revision)
@@ -189,17 +192,13 @@ class _AnswerEnd:
     def __init__(self, tokenizer, prompt_len: int):
         self.tokenizer = tokenizer
         self.prompt_len = prompt_len
-        self.hit: set[int] = set()
 
     def __call__(self, input_ids, scores, **kwargs):
         torch = require("torch", "torch", "running the model")
         done = []
-        for row, ids in enumerate(input_ids):
+        for ids in input_ids:
             tail = self.tokenizer.decode(ids[self.prompt_len :][-48:], skip_special_tokens=True)
-            found = bool(_ANSWER_END.search(tail))
-            if found:
-                self.hit.add(row)
-            done.append(found)
+            done.append(bool(_ANSWER_END.search(tail)))
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
@@ -258,9 +257,10 @@ class HFLlavaBackend:
         backend.fast = _fast_decoder(backend, options, quant)
         return backend
 
-    def warmup(self, log=None) -> float:
+    def warmup(self, log=None, sampling: bool = False) -> float:
         """Compile the decoding path now (about a minute on a GPU) instead of in the first
-        request; seconds taken, 0 when decoding is not compiled. Call once at start-up.
+        request; seconds taken, 0 when decoding is not compiled. Call once at start-up, with
+        `sampling` when requests will sample (that path is compiled too).
 
         If compiling fails, the backend falls back to plain `generate` (the reason is printed
         and kept in `fast_error`) rather than failing every later request.
@@ -269,7 +269,7 @@ class HFLlavaBackend:
             return 0.0
         with self._lock:
             try:
-                return self.fast.warmup(self, log)
+                return self.fast.warmup(self, log, sampling=sampling)
             except Exception as exc:  # any compiler/driver error: plain decoding still works
                 from .fast import give_up
 

@@ -35,6 +35,7 @@ _NEUTRAL_GENERATION = {
     "forced_bos_token_id": (None,), "forced_eos_token_id": (None,), "begin_suppress_tokens": (None,),
     "exponential_decay_length_penalty": (None,), "min_length": (None, 0), "guidance_scale": (None, 1.0),
     "watermarking_config": (None,), "num_beams": (None, 1), "num_return_sequences": (None, 1),
+    "remove_invalid_values": (None, False), "max_time": (None,), "stop_strings": (None,),
 }
 
 
@@ -68,9 +69,9 @@ class GreedyLoop:
         self.decoder = model.get_decoder()
         self.head = model.get_output_embeddings()
         self.eos, self.pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-        self.cache_name = _cache_kwarg(model.forward)
-        self.decoder_cache_name = _cache_kwarg(self.decoder.forward)
-        vocab = model.config.get_text_config(decoder=True).vocab_size
+        self.cache_name = cache_kwarg(model.forward)
+        self.decoder_cache_name = cache_kwarg(self.decoder.forward)
+        vocab = self.head.weight.shape[0]  # the rows the suppressed ids index (as `_non_text_ids`)
         self.bias = torch.zeros(vocab, dtype=torch.float32, device=model.device)
         self.bias[list(suppressed)] = float("-inf")
         self.compiled = compile_mode is not None
@@ -159,7 +160,7 @@ def _full_mask(prompt_mask: Any, cache_len: int) -> Any:
     return mask
 
 
-def _cache_kwarg(forward: Callable) -> str:
+def cache_kwarg(forward: Callable) -> str:
     """The name under which a forward takes the cache ("cache" in newer transformers releases,
     "past_key_values" before)."""
     return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"

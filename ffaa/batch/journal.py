@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -206,8 +207,13 @@ def _lock(fd: int, folder: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise OutputError(f"another ffaa batch is writing to {folder}; let it finish (or stop it) "
-                          "before resuming there") from None
+        raise OutputError(f"another ffaa batch is writing to {folder}; let it finish (or stop it), then "
+                          "rerun with --resume") from None
+    except OSError as exc:  # a file system without locks (NFS without lockd, some FUSE mounts)
+        if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+        print(f"warning: {folder} cannot be locked ({describe_os_error(exc)}): make sure no other "
+              "ffaa batch writes there at the same time", file=sys.stderr)
 
 
 def check_folder(folder: Path, resume: bool) -> None:

@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         results = run_formats(load, formats, image, args.new_tokens, args.repeats, flows, args.first_tokens,
                               on_flow)
     if not any(r.flows for r in results):
+        if args.json_out:  # a parent process reads the reasons from here
+            Path(args.json_out).write_text(json.dumps({"time": stamp, "results": [dataclasses.asdict(r) for r in results]}))
         raise FfaaError("no flow could be timed: " + "; ".join(s for r in results for s in r.skipped))
     table = format_table(results, _title(results, stamp))
     print(table)
@@ -108,7 +110,7 @@ def _run_in_child(args: argparse.Namespace, quant: str) -> list:
         argv = [*_forwarded_options(args), "--formats", quant, "--in-process", "--json", str(out)]
         print(f"ffaa bench: {quant} in its own process", flush=True)
         code = subprocess.run([sys.executable, "-m", "ffaa", "bench", *argv], check=False).returncode
-        if code != 0 or not out.exists():
+        if not out.exists():  # it died before writing (the reason is in its output above)
             return [BenchResult.failed(quant, args.device, args.model, f"{quant}: its process exited with {code}")]
         return [BenchResult.from_dict(r) for r in json.loads(out.read_text())["results"]]
 

@@ -161,5 +161,5 @@ def build_assistant(args: argparse.Namespace):
     backend = load_backend(args)
     warmup = getattr(backend, "warmup", None)
     if warmup is not None:
-        warmup()
+        warmup(sampling=options.decoding.do_sample)
     return Assistant(backend, load_decider(args), options=options)
