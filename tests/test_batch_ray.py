@@ -5,11 +5,21 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from test_batch_support import build_corpus, by_record, read_jsonl
+from test_batch_support import build_corpus, by_record, noise_images, read_jsonl
 
-from ffaa.batch import BatchConfig, EngineSettings, RayOptions, ScriptedAssistantFactory, VideoOptions, run_batch
-from ffaa.batch.distributed import actor_plan
+from ffaa.batch import (
+    BatchConfig,
+    EngineSettings,
+    RayOptions,
+    ScriptedAssistantFactory,
+    VideoOptions,
+    run_batch,
+)
+from ffaa.batch.distributed import RayConnectError, RayWorkerError, actor_plan
 from ffaa.batch.journal import LOG_NAME
+from ffaa.cli import main
+from ffaa.errors import WeightsNotFoundError
+from ffaa.pipeline import AnalysisOptions
 
 ray = pytest.importorskip("ray")
 
@@ -48,3 +58,78 @@ def test_ray_run_matches_the_local_run_and_resumes(tmp_path, shared_fixtures, lo
 def test_actor_plan_puts_one_replica_on_each_gpu():
     assert actor_plan({"CPU": 32, "GPU": 4}, RayOptions()) == (4, {"num_gpus": 1})
     assert actor_plan({"CPU": 8}, RayOptions(actors=3, cpus_per_actor=2)) == (3, {"num_cpus": 2})
+
+
+@pytest.mark.slow
+def test_an_item_that_kills_its_worker_costs_only_that_item(tmp_path, local_ray):
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class DiesOnSmall(ScriptedAssistantFactory):
+        """Its worker process exits (as in a segfault) on 40-px images."""
+
+        def __call__(self):
+            import os
+
+            assistant = super().__call__()
+            analyze = assistant.analyze_jobs
+
+            def analyze_jobs(jobs):
+                if any(j.info.width == 40 for j in jobs):
+                    os._exit(3)
+                return analyze(jobs)
+
+            assistant.analyze_jobs = analyze_jobs
+            return assistant
+
+    images = noise_images(tmp_path / "in", 3) + noise_images(tmp_path / "small", 1, size=40)
+    config = BatchConfig(out=tmp_path / "out", inputs=tuple(map(str, images)), progress=False,
+                         ray=RayOptions(actors=1), group_faces=4)
+    result = run_batch(config, DiesOnSmall(AnalysisOptions(face_mode="whole")))
+    items = by_record(read_jsonl(tmp_path / "out" / LOG_NAME), "item")
+    assert (result.written, result.errors) == (4, 1) and [r["status"] for r in items].count("ok") == 3
+    (bad,) = [r for r in items if r["status"] == "error"]
+    assert bad["stage"] == "worker" and bad["batch"]["path"] == str(images[-1])
+
+
+def test_a_model_the_workers_cannot_build_ends_the_run_with_its_message(tmp_path, local_ray):
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class NoWeights(ScriptedAssistantFactory):
+        def __call__(self):
+            raise WeightsNotFoundError("no weights in /models/x")
+
+    images = noise_images(tmp_path / "in", 2)
+    config = BatchConfig(out=tmp_path / "out", inputs=tuple(map(str, images)), progress=False, ray=RayOptions())
+    with pytest.raises(RayWorkerError, match=r"^on a Ray worker: no weights in /models/x$"):
+        run_batch(config, NoWeights())
+    assert by_record(read_jsonl(tmp_path / "out" / LOG_NAME), "item") == []
+
+
+def test_an_unreachable_cluster_is_one_error_and_leaves_the_folder_untouched(tmp_path, monkeypatch):
+    def refuse(**kwargs):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {kwargs['address']}.\nRay's own advice")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    images = noise_images(tmp_path / "in", 1)
+    config = BatchConfig(out=tmp_path / "out", inputs=tuple(map(str, images)), progress=False,
+                         ray=RayOptions(address="10.255.255.1:6379"))
+    with pytest.raises(RayConnectError, match=r"^--ray: Failed to connect to Ray cluster at 10.255.255.1:6379\. "
+                                              r"Give the head node's host:port"):
+        run_batch(config, ScriptedAssistantFactory())
+    assert not (tmp_path / "out").exists()  # rerunning with the right address needs no --resume
+
+
+def test_cli_refuses_ray_arguments_it_would_ignore(tmp_path, capsys):
+    noise_images(tmp_path / "in", 1)
+    cases = [
+        (["--ray", "--ray-actors", "0"], "--ray-actors must be at least 1"),
+        (["--ray", "--ray-cpus-per-actor", "0"], "--ray-cpus-per-actor must be positive"),
+        (["--ray-actors", "2"], "--ray-actors only apply with --ray"),
+    ]
+    for extra, message in cases:
+        assert main(["batch", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--backend", "scripted",
+                     "--no-progress", *extra]) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "o").exists()

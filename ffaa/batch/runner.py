@@ -83,14 +83,29 @@ class BatchResult:
 
 def run_batch(config: BatchConfig, factory: AssistantFactory) -> BatchResult:
     """Analyse every input not yet in `config.out`, then write the summaries."""
+    from .distributed import ray_session
     from .summary import write_summaries
 
     start = time.perf_counter()
     check_output(config)
     notice = (lambda line: print(f"ffaa batch: {line}", file=sys.stderr, flush=True)) if config.progress else None
-    discovery = discover(config.inputs, config.out, notice) if config.inputs else None
-    for note in discovery.warnings if discovery else ():
-        print(f"warning: {note}", file=sys.stderr)
+    with ray_session(config.ray, notice):  # joined before the log opens: a wrong address leaves no trace
+        discovery = discover(config.inputs, config.out, notice) if config.inputs else None
+        for note in discovery.warnings if discovery else ():
+            print(f"warning: {note}", file=sys.stderr)
+        found, skipped, log_path, writer = _analyse_all(config, factory, discovery)
+    try:
+        write_summaries(config.out)
+    except OutputError as exc:
+        raise OutputError(f"{exc}. Every item is in {log_path}: fix that, then rebuild the summaries "
+                          f"with ffaa batch --summarize-only {config.out}") from exc
+    warnings = discovery.warnings if discovery else ()
+    return BatchResult(config.out, found, skipped, writer.written, writer.errors,
+                       time.perf_counter() - start, tuple(warnings))
+
+
+def _analyse_all(config: BatchConfig, factory: AssistantFactory, discovery) -> tuple[int, int, Path, Writer]:
+    """Open the log, analyse what it lacks; (found, skipped, log path, writer)."""
     log, scan = ReportLog.open(config.out, _resuming(config))
     with log:
         _report_recovery(scan, log.path)
@@ -114,14 +129,7 @@ def run_batch(config: BatchConfig, factory: AssistantFactory) -> BatchResult:
                 raise
             raise OutputError(f"{exc}. The {writer.written} item(s) written before are safe: fix that, then "
                               "rerun the same command with --resume") from exc
-    try:
-        write_summaries(config.out)
-    except OutputError as exc:
-        raise OutputError(f"{exc}. Every item is in {log.path}: fix that, then rebuild the summaries "
-                          f"with ffaa batch --summarize-only {config.out}") from exc
-    warnings = discovery.warnings if discovery else ()
-    return BatchResult(config.out, found, skipped, writer.written, writer.errors,
-                       time.perf_counter() - start, tuple(warnings))
+    return found, skipped, log.path, writer
 
 
 def _stop_interrupted(config: BatchConfig, writer: Writer) -> None:

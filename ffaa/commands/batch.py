@@ -72,7 +72,8 @@ def _add_ray_args(p: argparse.ArgumentParser) -> None:
                    help="run on Ray: a cluster ADDRESS, or alone for RAY_ADDRESS / a local cluster")
     g.add_argument("--ray-actors", type=int, default=None, metavar="N",
                    help="model replicas (default: one per GPU of the cluster, else 1)")
-    g.add_argument("--ray-cpus-per-actor", type=float, default=1.0, metavar="C", help="CPUs per replica without GPUs")
+    g.add_argument("--ray-cpus-per-actor", type=float, default=None, metavar="C",
+                   help="CPUs per replica without GPUs (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,7 +115,7 @@ def build_config(args: argparse.Namespace):
     video = VideoOptions(args.every_seconds, args.frames_per_video, args.max_frames,
                          args.video_rule.replace("-", "_"), args.video_threshold)
     engine = EngineSettings("triage" if args.triage else "full", args.triage_threshold, video, not args.no_thumbnails)
-    ray = RayOptions(args.ray or None, args.ray_actors, args.ray_cpus_per_actor) if args.ray is not None else None
+    ray = RayOptions(args.ray or None, args.ray_actors, args.ray_cpus_per_actor or 1.0) if args.ray is not None else None
     config = BatchConfig(
         out=args.out, inputs=tuple(args.inputs), resume=args.resume, engine=engine,
         explain_flagged=args.explain_flagged, group_faces=args.group_faces or max(1, options.batch_size // 3),
@@ -144,3 +145,15 @@ def _check(args: argparse.Namespace) -> None:
         raise FfaaError("--every-seconds must be positive")
     if args.batch_size < 1:
         raise FfaaError("--batch-size must be at least 1")
+    _check_ray(args)
+
+
+def _check_ray(args: argparse.Namespace) -> None:
+    given = [f"--ray-{n}" for n, v in (("actors", args.ray_actors), ("cpus-per-actor", args.ray_cpus_per_actor))
+             if v is not None]
+    if args.ray is None and given:
+        raise FfaaError(f"{' and '.join(given)} only apply with --ray")
+    if args.ray_actors is not None and args.ray_actors < 1:
+        raise FfaaError("--ray-actors must be at least 1")
+    if args.ray_cpus_per_actor is not None and not args.ray_cpus_per_actor > 0:
+        raise FfaaError("--ray-cpus-per-actor must be positive")
