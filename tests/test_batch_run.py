@@ -370,3 +370,19 @@ def test_large_inputs_announce_hashing(tmp_path, monkeypatch, capsys):
     run_batch(BatchConfig(out=tmp_path / "out", inputs=(str(tmp_path / "in"),), progress=True),
               ScriptedAssistantFactory(WHOLE))
     assert f"ffaa batch: hashing {len(images)} input files" in capsys.readouterr().err
+
+
+def test_retry_errors_redoes_only_failed_items_and_the_summary_shows_the_new_result(tmp_path, capsys):
+    images = noise_images(tmp_path / "in", 3) + noise_images(tmp_path / "small", 1, size=40)
+    out = tmp_path / "out"
+    first = run_batch(config(out, *images, group_faces=4), Recording(FailsOnSmall, WHOLE))
+    assert first.errors == 1
+    again = run_batch(config(out, *images, resume=True), ScriptedAssistantFactory(WHOLE))
+    assert (again.written, again.skipped) == (0, 4)  # plain --resume keeps the error
+    retried = run_batch(config(out, *images, resume=True, retry_errors=True), ScriptedAssistantFactory(WHOLE))
+    assert (retried.written, retried.errors, retried.skipped) == (1, 0, 3)
+    items = by_record(read_jsonl(out / LOG_NAME), "item")
+    assert [r["status"] for r in items] == ["ok", "ok", "ok", "error", "ok"]  # the log keeps both
+    assert "| errors | 0 |" in (out / "summary.md").read_text()
+    assert main(["batch", str(tmp_path / "in"), "--out", str(out), "--retry-errors"]) == 2
+    assert "use it with --resume" in capsys.readouterr().err

@@ -68,6 +68,11 @@ class LogScan:
         """(item key, mode) of every committed item."""
         return {(r["batch"]["key"], r["batch"]["mode"]) for r in self.items()}
 
+    def failed(self) -> set[tuple[str, str]]:
+        """(item key, mode) of the items whose latest committed analysis ended in an error."""
+        latest = {(r["batch"]["key"], r["batch"]["mode"]): r.get("status") for r in self.items()}
+        return {key for key, status in latest.items() if status == "error"}
+
     def records(self) -> Iterator[dict[str, Any]]:
         for block in self.blocks:
             yield from block

@@ -66,6 +66,7 @@ class BatchConfig:
     progress: bool = True
     ray: RayOptions | None = None
     failure_limit: int = 3
+    retry_errors: bool = False  # with resume: items whose latest analysis is an error are redone
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ def _analyse_all(config: BatchConfig, factory: AssistantFactory, discovery) -> t
         settings = _run_settings(config, factory)
         _warn_changed_settings(scan, settings)
         log.append(Block((run_record(settings),)))
-        writer = Writer(log, scan.done(), config.failure_limit)
+        retry = scan.failed() if config.retry_errors else set()
+        writer = Writer(log, scan.done() - retry, config.failure_limit)
         found = skipped = 0
         try:
             if discovery:

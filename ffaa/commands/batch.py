@@ -26,6 +26,10 @@ def add_parser(sub) -> None:
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="file, folder (recursive), glob or manifest")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (must be new or empty, unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in DIR: skip items already done")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="with --resume: analyse again the items that ended in an error (a model failure, a "
+                        "worker that died); the new result replaces the error in the summaries, the log "
+                        "keeps both")
     p.add_argument("--summarize-only", type=Path, metavar="DIR",
                    help="only rebuild DIR's summaries from its reports.jsonl")
     _add_run_args(p)
@@ -117,7 +121,8 @@ def build_config(args: argparse.Namespace):
     engine = EngineSettings("triage" if args.triage else "full", args.triage_threshold, video, not args.no_thumbnails)
     ray = RayOptions(args.ray or None, args.ray_actors, args.ray_cpus_per_actor or 1.0) if args.ray is not None else None
     config = BatchConfig(
-        out=args.out, inputs=tuple(args.inputs), resume=args.resume, engine=engine,
+        out=args.out, inputs=tuple(args.inputs), resume=args.resume, retry_errors=args.retry_errors,
+        engine=engine,
         explain_flagged=args.explain_flagged, group_faces=args.group_faces or max(1, options.batch_size // 3),
         progress=not args.no_progress, ray=ray,
     )
@@ -145,6 +150,8 @@ def _check(args: argparse.Namespace) -> None:
         raise FfaaError("--every-seconds must be positive")
     if args.batch_size < 1:
         raise FfaaError("--batch-size must be at least 1")
+    if args.retry_errors and not args.resume:
+        raise FfaaError("--retry-errors redoes failed items of an earlier run: use it with --resume")
     _check_ray(args)
 
 
