@@ -340,8 +340,8 @@ def test_a_file_fixed_before_resume_replaces_its_old_error_in_the_summaries(tmp_
 def test_output_errors_say_how_to_go_on(tmp_path, monkeypatch):
     """A thumbnail that cannot be written stops the run with the --resume hint; summaries that
     cannot be written name --summarize-only (every item is in the log)."""
-    import ffaa.batch.runner as runner
-    import ffaa.batch.summary as summary
+    from ffaa.batch import runner
+    from ffaa.batch import summary
     from ffaa.batch.journal import OutputError
 
     images = noise_images(tmp_path / "in", 3)
@@ -363,7 +363,7 @@ def test_output_errors_say_how_to_go_on(tmp_path, monkeypatch):
 
 
 def test_large_inputs_announce_hashing(tmp_path, monkeypatch, capsys):
-    import ffaa.batch.inputs as inputs
+    from ffaa.batch import inputs
 
     images = noise_images(tmp_path / "in", 2)
     monkeypatch.setattr(inputs, "HASH_NOTICE_BYTES", 0)
