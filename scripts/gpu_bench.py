@@ -6,6 +6,7 @@ config objects, with a processor around the real Mistral tokenizer file, saves i
 ffaa's own flows on it through ffaa's backend and bench code, in this order:
 
   mids     MIDS (CLIP-L/336 + T5-base encoder, random weights), one face with 3 answers
+  exact    a tiny fp32 model: compiled decoding (ffaa's loop) writes plain generate's tokens?
   none     bf16 (FFAA's own precision): FFAA's reference flow, compiled decoding with ffaa's loop,
            and the same compiled decoding driven by transformers' generate
   int4-ao  torchao int4, compiled decoding (ffaa's loop)
@@ -272,6 +273,30 @@ def guarded(name: str, args: argparse.Namespace, fn: Callable[[], Any]) -> None:
         args.rec.note(f"failed: {name}: {type(exc).__name__}: {str(exc)[:300]}")
 
 
+def run_exact(args: argparse.Namespace) -> None:
+    """Correctness of compiled decoding on this device: a tiny fp32 model of the same classes,
+    ffaa's compiled loop against plain `generate`, must write the very same greedy tokens."""
+    from ffaa.backends.hf_llava import HFLlavaBackend, LoadOptions
+    from ffaa.bench import bench_settings, candidate_requests, release
+
+    folder = build_model(args.work / "tiny", args.tokenizer, True, args.device)
+    compiled = "on" if args.device == "cuda" else "static"
+    backends = [HFLlavaBackend.load(str(folder), LoadOptions(device=args.device, quant="none", dtype="fp32",
+                                                               compile=mode)) for mode in (compiled, "off")]
+    try:
+        backends[0].warmup(log=lambda msg: None)
+        requests, settings = candidate_requests(test_image()), bench_settings(args.quality_tokens)
+        fast, plain = ([g.text for g in b.generate(requests, settings)] for b in backends)
+        same = [a == b for a, b in zip(fast, plain)]
+        loop = backends[0].fast.settings.loop if backends[0].fast else f"none ({backends[0].fast_error})"
+        args.rec.write("exact", compile=compiled, loop=loop, same_text=same)
+        args.rec.note(f"Tiny fp32 model, compiled decoding ({compiled}, loop {loop}) against plain generate: "
+                      f"{sum(same)}/{len(same)} candidates identical over {args.quality_tokens} greedy tokens")
+    finally:
+        for backend in backends:
+            release(backend)
+
+
 def loop_check(backend: Any, requests: list, args: argparse.Namespace) -> None:
     """ffaa's loop against transformers' generate on the same compiled decoder: the same greedy
     tokens? (Equal on the CPU by test; on a GPU, kernels may round differently.)"""
@@ -467,7 +492,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # Steps in order of importance; those in --optional start only while --optional-step-s is left.
-STEPS = ("build", "mids", "none", "int4-ao", "batch", "4bit", "int4-hqq", "int8-ao")
+STEPS = ("build", "mids", "exact", "none", "int4-ao", "batch", "4bit", "int4-hqq", "int8-ao")
 FORMAT_FLOWS = {"none": ("ffaa_reference", "compiled", "compiled_generate"), "int4-ao": ("compiled",),
                 "4bit": ("ffaa_reference", "batched"), "int4-hqq": ("compiled",), "int8-ao": ("compiled",)}
 
@@ -481,7 +506,8 @@ def run_step(name: str, args: argparse.Namespace) -> None:
         build_model(folder, args.tokenizer, args.dry_run, args.device)
         args.rec.write("built", seconds=round(time.perf_counter() - start, 1), folder=str(folder))
 
-    actions = {"build": build, "mids": lambda: run_mids(args), "batch": lambda: run_batch(folder, args)}
+    actions = {"build": build, "mids": lambda: run_mids(args), "exact": lambda: run_exact(args),
+               "batch": lambda: run_batch(folder, args)}
     guarded(name, args, actions.get(name) or (lambda: run_format(folder, name, FORMAT_FLOWS[name], args)))
 
 

@@ -104,7 +104,7 @@ def test_gpu_script_dry_run(tmp_path):
     pytest.importorskip("bitsandbytes")
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "gpu_bench.py"), "--dry-run", "--out", str(tmp_path),
-         "--steps", "build,none,int4-ao,batch,mids,4bit,int8-ao", "--optional", "int8-ao",
+         "--steps", "build,exact,none,int4-ao,batch,mids,4bit,int8-ao", "--optional", "int8-ao",
          "--optional-step-s", "1e9"],  # an optional step never fits
         capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -116,6 +116,8 @@ def test_gpu_script_dry_run(tmp_path):
                      ("int4-ao", "compiled"), ("4bit", "ffaa_reference"), ("4bit", "batched")]
     assert [r["step"] for r in rows if r["kind"] == "skipped"] == ["int8-ao"]
     assert kinds[0] == "env" and kinds[-1] == "done" and "mids" in kinds and "built" in kinds
+    [exact] = [r for r in rows if r["kind"] == "exact"]
+    assert exact["same_text"] == [True, True, True] and exact["loop"] == "own"
     [check] = [r for r in rows if r["kind"] == "loop_check"]
     assert check["same_text"] == [True, True, True]  # on the CPU the two loops agree exactly
     [batch] = [r for r in rows if r["kind"] == "batch"]
