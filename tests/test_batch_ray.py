@@ -133,3 +133,22 @@ def test_cli_refuses_ray_arguments_it_would_ignore(tmp_path, capsys):
         assert main(["batch", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--backend", "scripted",
                      "--no-progress", *extra]) == 2
         assert message in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_workers_that_die_while_building_the_model_end_the_run(tmp_path, local_ray):
+    """Ray would restart them forever; after WORKER_RESTARTS deaths the run stops with one message."""
+    from dataclasses import dataclass
+
+
+    @dataclass(frozen=True)
+    class DiesAtBuild(ScriptedAssistantFactory):
+        def __call__(self):
+            import os
+
+            os._exit(4)  # as a segfault or the OOM killer while loading weights
+
+    images = noise_images(tmp_path / "in", 2)
+    config = BatchConfig(out=tmp_path / "out", inputs=tuple(map(str, images)), progress=False,
+                         ray=RayOptions(actors=1))
+    with pytest.raises(RayWorkerError, match=r"workers kept dying \(10 restarts.*rerun with --resume"):
+        run_batch(config, DiesAtBuild(AnalysisOptions(face_mode="whole")))

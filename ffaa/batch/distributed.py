@@ -11,7 +11,9 @@ the run with that message; a bug in the worker ends it with the worker's traceba
 process that dies (crash, out of memory, lost node) is restarted and its batch retried
 `WORKER_TRIES` times; items still lost are retried one per batch, so one crashing item cannot
 sink its batch-mates, and those that still kill their worker get an error record (stage
-"worker") while the rest of the run goes on.
+"worker") while the rest of the run goes on. Workers that keep dying (more than
+`WORKER_RESTARTS` times in a pass: while building the model, or on every item) end the run with
+one message.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
     from .runner import AssistantFactory, RayOptions, Writer
 
 WORKER_TRIES = 3  # tries of a batch whose worker process died, before it counts as lost
+# Deaths an actor pool survives in one pass: enough for a few crashing items, and a bound for a
+# worker that dies while building its model or on every item (which would otherwise loop forever).
+WORKER_RESTARTS = 10
 
 
 class RayConnectError(FfaaError):
@@ -119,8 +124,9 @@ def run_on_ray(items: Sequence[Item], factory: AssistantFactory, settings: Engin
 
 def lost_block(item: Item, settings: EngineSettings) -> Block:
     """The error record of an item whose worker process died every time it analysed it."""
-    reason = (f"the Ray worker process died while analysing this item ({WORKER_TRIES} tries): a crash or out "
-              "of memory in decoding or the model; the workers' logs say which")
+    reason = ("the Ray worker process was lost every time it analysed this item (with its batch, then "
+              f"alone; {WORKER_TRIES} tries each): a crash or out of memory in decoding or the model; the "
+              "workers' logs say which")
     return build_block(Prepared(item, error=ItemError("worker", reason, "WorkerDied")), [], settings)
 
 
@@ -137,14 +143,21 @@ def _analyse(ray, items: Sequence[Item], job: RayJob, batch_size: int, writer: W
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors),
             max_task_retries=WORKER_TRIES - 1,
+            max_restarts=WORKER_RESTARTS,
             **resources,
         )
     returned: set[str] = set()
-    for row in dataset.iter_rows():
-        _raise_failure(row)
-        block = Block.from_json(row["block"])
-        returned.add(block.key[0])
-        writer.commit(block)
+    try:
+        for row in dataset.iter_rows():
+            _raise_failure(row)
+            block = Block.from_json(row["block"])
+            returned.add(block.key[0])
+            writer.commit(block)
+    except ray.exceptions.RayActorError as exc:
+        raise RayWorkerError(
+            f"the Ray workers kept dying ({WORKER_RESTARTS} restarts; last: {_first_line(exc)}): a crash or "
+            "out of memory while building the model or on every item; the workers' logs say which. "
+            f"The {len(returned)} item(s) written are safe: fix the cause and rerun with --resume") from None
     return [i for i in items if i.key not in returned]
 
 
