@@ -127,7 +127,7 @@ def test_cli_refuses_ray_arguments_it_would_ignore(tmp_path, capsys):
     cases = [
         (["--ray", "--ray-actors", "0"], "--ray-actors must be at least 1"),
         (["--ray", "--ray-cpus-per-actor", "0"], "--ray-cpus-per-actor must be positive"),
-        (["--ray-actors", "2"], "--ray-actors only apply with --ray"),
+        (["--ray-actors", "2"], "--ray-actors only applies with --ray"),
     ]
     for extra, message in cases:
         assert main(["batch", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--backend", "scripted",

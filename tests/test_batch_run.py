@@ -386,3 +386,33 @@ def test_retry_errors_redoes_only_failed_items_and_the_summary_shows_the_new_res
     assert "| errors | 0 |" in (out / "summary.md").read_text()
     assert main(["batch", str(tmp_path / "in"), "--out", str(out), "--retry-errors"]) == 2
     assert "use it with --resume" in capsys.readouterr().err
+
+
+def test_retrying_items_that_fail_again_does_not_blame_the_model(tmp_path):
+    """Three items that failed before fail again in a row when retried: they are recorded again,
+    not taken for a broken model (which would stop every retry before it recorded anything)."""
+    small = noise_images(tmp_path / "small", 3, size=40)
+    normal = noise_images(tmp_path / "in", 3)
+    inputs = [p for pair in zip(small, normal) for p in pair]  # failures between successes
+    out = tmp_path / "out"
+    first = run_batch(config(out, *inputs, group_faces=1), Recording(FailsOnSmall, WHOLE))
+    assert first.errors == 3
+    again = run_batch(config(out, *inputs, group_faces=1, resume=True, retry_errors=True),
+                      Recording(FailsOnSmall, WHOLE))
+    assert (again.written, again.errors) == (3, 3)
+    fixed = run_batch(config(out, *inputs, resume=True, retry_errors=True), ScriptedAssistantFactory(WHOLE))
+    assert (fixed.written, fixed.errors) == (3, 0)
+
+
+def test_retry_errors_redoes_failed_explanations_of_flagged_items(tmp_path):
+    images = noise_images(tmp_path / "small", 2, size=40)
+    out = tmp_path / "out"
+    triage = EngineSettings(mode="triage", video=VIDEO, triage_threshold=0.0)  # flag everything
+    run_batch(config(out, *images, engine=triage), ScriptedAssistantFactory(WHOLE))
+    failed = run_batch(config(out, explain_flagged=True, engine=triage), Recording(FailsOnSmall, WHOLE))
+    assert (failed.written, failed.errors) == (2, 2)
+    redone = run_batch(config(out, explain_flagged=True, engine=triage, retry_errors=True),
+                       ScriptedAssistantFactory(WHOLE))
+    assert (redone.written, redone.errors) == (2, 0)
+    assert main(["batch", "--explain-flagged", "--retry-errors", "--out", str(out), "--backend", "scripted",
+                 "--no-progress"]) == 0  # explain-flagged alone resumes: --retry-errors is allowed

@@ -113,8 +113,8 @@ def _analyse_all(config: BatchConfig, factory: AssistantFactory, discovery) -> t
         settings = _run_settings(config, factory)
         _warn_changed_settings(scan, settings)
         log.append(Block((run_record(settings),)))
-        retry = scan.failed() if config.retry_errors else set()
-        writer = Writer(log, scan.done() - retry, config.failure_limit)
+        retry = frozenset(scan.failed()) if config.retry_errors else frozenset()
+        writer = Writer(log, scan.done() - retry, config.failure_limit, retry)
         found = skipped = 0
         try:
             if discovery:
@@ -283,11 +283,15 @@ class Writer:
 
     Generation failures are held back: if the model then works on a later item, they were the
     items' own and are committed; if `limit` items fail in a row, the model is broken and the
-    run stops without recording them, so a resume retries them.
+    run stops without recording them, so a resume retries them. Items that failed the same way
+    in an earlier run (`known_failures`, redone by --retry-errors) say nothing about the model:
+    they are committed at once and never count toward the limit.
     """
 
-    def __init__(self, log: ReportLog, done: set[tuple[str, str]], limit: int = 3):
+    def __init__(self, log: ReportLog, done: set[tuple[str, str]], limit: int = 3,
+                 known_failures: frozenset[tuple[str, str]] = frozenset()):
         self.log, self.done, self.limit = log, done, max(1, limit)
+        self.known_failures = known_failures
         self.held: list[Block] = []
         self.bar = None
         self.written = self.errors = 0
@@ -296,7 +300,7 @@ class Writer:
         if block.key in self.done:
             return  # e.g. a batch Ray retried after an actor died
         final = block.final
-        if final.get("stage") == "generate":
+        if final.get("stage") == "generate" and block.key not in self.known_failures:
             self.held.append(block)
             if len(self.held) >= self.limit:
                 raise GenerationFailed(
@@ -349,13 +353,14 @@ class _progress:
 # -- explaining what triage flagged ----------------------------------------------------------
 
 
-def flagged_items(scan: LogScan) -> tuple[list[Item], list[str]]:
-    """Items a triage run flagged that have no full analysis yet, re-read from their paths.
+def flagged_items(scan: LogScan, done: set[tuple[str, str]] | None = None) -> tuple[list[Item], list[str]]:
+    """Items a triage run flagged that have no full analysis yet (in `done`, default: the log's
+    committed items), re-read from their paths.
 
     An item whose files changed since (no path still holds the same content) is skipped with a
     warning: its triage verdict was about other bytes.
     """
-    done = scan.done()
+    done = scan.done() if done is None else done
     wanted = [r for r in scan.items() if r["batch"]["mode"] == "triage" and r.get("flagged")
               and (r["batch"]["key"], "full") not in done]
     items, warnings = [], []
@@ -372,7 +377,7 @@ def flagged_items(scan: LogScan) -> tuple[list[Item], list[str]]:
 
 
 def _explain_flagged(factory: AssistantFactory, config: BatchConfig, writer: Writer) -> None:
-    items, warnings = flagged_items(scan_log(writer.log.path))
+    items, warnings = flagged_items(scan_log(writer.log.path), writer.done)  # without items --retry-errors redoes
     for note in warnings:
         print(f"warning: {note}", file=sys.stderr)
     settings = EngineSettings("full", config.engine.triage_threshold, config.engine.video, config.engine.thumbnails)

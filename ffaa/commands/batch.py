@@ -150,8 +150,9 @@ def _check(args: argparse.Namespace) -> None:
         raise FfaaError("--every-seconds must be positive")
     if args.batch_size < 1:
         raise FfaaError("--batch-size must be at least 1")
-    if args.retry_errors and not args.resume:
-        raise FfaaError("--retry-errors redoes failed items of an earlier run: use it with --resume")
+    if args.retry_errors and not (args.resume or (args.explain_flagged and not args.inputs)):
+        raise FfaaError("--retry-errors redoes failed items of an earlier run: use it with --resume "
+                        "(or with --explain-flagged alone)")
     _check_ray(args)
 
 
@@ -159,7 +160,7 @@ def _check_ray(args: argparse.Namespace) -> None:
     given = [f"--ray-{n}" for n, v in (("actors", args.ray_actors), ("cpus-per-actor", args.ray_cpus_per_actor))
              if v is not None]
     if args.ray is None and given:
-        raise FfaaError(f"{' and '.join(given)} only apply with --ray")
+        raise FfaaError(f"{' and '.join(given)} only {'apply' if len(given) > 1 else 'applies'} with --ray")
     if args.ray_actors is not None and args.ray_actors < 1:
         raise FfaaError("--ray-actors must be at least 1")
     if args.ray_cpus_per_actor is not None and not args.ray_cpus_per_actor > 0:
