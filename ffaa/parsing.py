@@ -23,6 +23,8 @@ _MARKUP = re.compile(r"[*_`#>]+")
 # inside the text ("a > b", "multi_layer") is content and kept.
 _OUTER_MARKUP = re.compile(r"^(?:\s|[#>]|\*+|_{2,})+|(?:\s|\*+|_{2,})+$")
 _BULLET = re.compile(r"^\s*(?:[-•]\s+)")
+# One span in backticks or underscores that is the whole value, perhaps with a final stop.
+_WRAPPED = re.compile(r"(?P<mark>[`_])(?P<inner>[^`_]+)(?P=mark)(?P<end>[.!]?)")
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,8 @@ def _unwrap(text: str) -> str:
     """`text` without the Markdown around it: emphasis and quote marks, and a pair of backticks
     or underscores wrapping all of it (`Fake`, _Face swap_)."""
     text = _OUTER_MARKUP.sub("", text)
-    if len(text) > 2 and text[0] == text[-1] and text[0] in "`_":
-        text = text[1:-1].strip()
-    return text
+    match = _WRAPPED.fullmatch(text)
+    return f"{match['inner'].strip()}{match['end']}" if match else text
 
 
 def _collect(lines: list[_Line]) -> tuple[dict[str, str], list[str]]:

@@ -201,8 +201,7 @@ def convert_mids(pth: str | Path, out: str | Path, source_note: str | None = Non
     unknown = [k for k in state if not _is_mids_name(k)]
     if unknown:
         raise CheckpointError(f"{pth}: {len(unknown)} key(s) are not MIDS parameters, first {unknown[0]!r}")
-    # FFAA's release fine-tunes the last two of CLIP ViT-L's 24 layers.
-    missing = missing_mids_names(state, FFAA_CLIP_LAYERS if dim == MidsConfig.ffaa().dim else None)
+    missing = missing_mids_names(state, _clip_layers(state, dim))
     if missing:
         raise CheckpointError(f"{pth}: {len(missing)} MIDS parameter(s) missing, first {missing[0]!r}: "
                               "not a complete mids.pth")
@@ -234,6 +233,16 @@ def _is_mids_name(name: str) -> bool:
 
 _CLIP_LAYER = re.compile(r"image_encoder\.encoder\.layers\.(\d+)\.(.+)")
 FFAA_CLIP_LAYERS = 24  # openai/clip-vit-large-patch14-336
+
+
+def _clip_layers(state: Mapping[str, Tensor], dim: int) -> int | None:
+    """24 when the file looks like FFAA's (its width, CLIP layers among the last two of ViT-L's
+    24), so a missing layer 22 or 23 is named; else None (the layers present decide)."""
+    from .net import MidsConfig
+
+    layers = {int(m.group(1)) for m in map(_CLIP_LAYER.match, state) if m}
+    fits = bool(layers) and layers <= {FFAA_CLIP_LAYERS - 2, FFAA_CLIP_LAYERS - 1}
+    return FFAA_CLIP_LAYERS if dim == MidsConfig.ffaa().dim and fits else None
 
 
 def missing_mids_names(state: Mapping[str, Tensor], clip_layers: int | None = None) -> list[str]:

@@ -200,3 +200,14 @@ def test_missing_names_point_at_the_last_two_layers_of_a_known_clip():
     missing = missing_mids_names(state, clip_layers=24)
     assert missing and all(".layers.23." in k for k in missing)
     assert missing_mids_names({**state, **{k.replace("22", "23"): None for k in state if ".layers.22." in k}}, 24) == []
+
+
+def test_clip_l_layer_count_is_assumed_only_for_files_that_look_like_ffaas():
+    from ffaa.mids.checkpoint import _clip_layers
+
+    def layers(*numbers):
+        return {f"image_encoder.encoder.layers.{n}.mlp.fc1.weight": None for n in numbers}
+
+    assert _clip_layers(layers(22, 23), 768) == 24 and _clip_layers(layers(22), 768) == 24
+    assert _clip_layers(layers(10, 11), 768) is None  # another CLIP at the same T5 width
+    assert _clip_layers(layers(22, 23), 512) is None

@@ -132,3 +132,7 @@ def test_markup_around_labels_goes_markup_inside_text_stays():
     assert answer.verdict_text == "Fake" and answer.forgery_type_text == "Identity exchange"
     wrapped = parse_answer(text.replace("**Fake**", "`Fake`").replace("__Identity exchange__", "_Face swap_")).answer
     assert wrapped.verdict_text == "Fake" and wrapped.forgery_type_text == "Face swap"
+    stop = parse_answer(text.replace("**Fake**", "`Fake`.")).answer
+    assert stop.verdict_text == "Fake."
+    two = parse_answer(text.replace("__Identity exchange__", "`Face swap` or `Identity exchange`")).answer
+    assert two.forgery_type_text == "`Face swap` or `Identity exchange`"  # two spans: left as written
