@@ -332,7 +332,10 @@ class FastDecoder:
             self.settings = dataclasses.replace(self.settings, loop="generate")
             self._warm_calls(backend)
         if sampling and self.settings.loop == "own":
-            self._warm_calls(backend, sampled=True)
+            try:
+                self._warm_calls(backend, sampled=True)
+            except Exception as exc:  # greedy decoding is ready; sampling then compiles on first use
+                log(f"ffaa: warming the sampling path failed ({one_line(exc)}); it compiles on first use")
         self.warm = True
         seconds = time.perf_counter() - start
         log(f"ffaa: decoder ready in {seconds:.1f} s (cache of {self.cache_len} positions)")

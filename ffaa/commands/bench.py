@@ -52,6 +52,8 @@ def parse_list(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.batch_size != 12 and args.batch is None:
+        raise FfaaError("--batch-size applies to --batch (the images/s benchmark)")
     if args.batch is not None:
         return run_batch_bench(args)
     from PIL import Image
