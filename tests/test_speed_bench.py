@@ -160,6 +160,8 @@ def test_bench_batch_command_shares_compiled_calls_across_images(tmp_path, capsy
     assert figures["batched_s"] > 0 and figures["triage_s"] > 0
     assert "| batched across images |" in capsys.readouterr().out
     assert main(["bench", "--demo", "--batch", "--batch-size", "0"]) == 2
+    assert main(["bench", "--demo", "--batch-size", "6"]) == 2  # without --batch it would be ignored
+    assert "--batch-size applies to --batch" in capsys.readouterr().err
 
 
 def test_gpu_script_starts_each_run_afresh(tmp_path):

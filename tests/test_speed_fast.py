@@ -342,3 +342,22 @@ def test_warmup_for_sampling_also_prepares_the_generate_path(tiny_dir, monkeypat
         assert calls == [True]
     finally:
         backend.fast.close()
+
+
+def test_a_failed_sampling_warmup_keeps_the_greedy_loop(tiny_dir, monkeypatch):
+    backend = load(tiny_dir, "static")
+    try:
+        real = backend.fast._warm_calls
+
+        def warm(backend_, sampled=False):
+            if sampled:
+                raise RuntimeError("sampling graph failed")
+            return real(backend_, sampled)
+
+        monkeypatch.setattr(backend.fast, "_warm_calls", warm)
+        messages = []
+        backend.warmup(log=messages.append, sampling=True)
+        assert backend.fast is not None and backend.fast.warm and backend.fast.settings.loop == "own"
+        assert "warming the sampling path failed (RuntimeError: sampling graph failed)" in messages[-2]
+    finally:
+        backend.fast.close()
