@@ -112,12 +112,16 @@ def run_on_ray(items: Sequence[Item], factory: AssistantFactory, settings: Engin
     """
     ray = require("ray", "distributed", "--ray")
     context = ray.data.DataContext.get_current()
+    kept = context.enable_progress_bars, context.max_errored_blocks  # restored for other Ray Data users
     context.enable_progress_bars = False  # ours counts committed items
     context.max_errored_blocks = -1  # a batch whose worker died for good is retried below, not fatal
-    job = RayJob(factory, settings, group_faces, options)
-    lost = _analyse(ray, items, job, max(1, group_faces), writer)
-    if lost and group_faces > 1:
-        lost = _analyse(ray, lost, job, 1, writer)
+    try:
+        job = RayJob(factory, settings, group_faces, options)
+        lost = _analyse(ray, items, job, max(1, group_faces), writer)
+        if lost and group_faces > 1:
+            lost = _analyse(ray, lost, job, 1, writer)
+    finally:
+        context.enable_progress_bars, context.max_errored_blocks = kept
     for item in lost:
         writer.commit(lost_block(item, settings))
 
