@@ -12,7 +12,6 @@ file holds every tensor of the network, encoders included, so no encoder checkpo
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ffaa.errors import CheckpointError
+from ffaa.tensorfile import read_metadata, read_tensor_file, unshared, write_safetensors
 
 from .net import (
     NUM_CLASSES,
@@ -35,7 +35,6 @@ from .net import (
 )
 
 FORMAT = "ffaa-mids"
-_NESTED = ("state_dict", "model", "module")
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -48,60 +47,7 @@ def read_state(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"MIDS checkpoint {path} does not exist")
-    raw = _read_safetensors(path) if path.suffix == ".safetensors" else _read_torch(path)
-    return {normalise_key(k): v for k, v in raw.items()}
-
-
-def _read_safetensors(path: Path) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path), device="cpu")
-    except Exception as exc:  # safetensors raises its own error types for every kind of damage
-        raise CheckpointError(f"cannot read {path}: not a valid safetensors file ({exc})") from exc
-
-
-def _read_torch(path: Path) -> dict[str, Tensor]:
-    try:
-        obj = torch.load(str(path), weights_only=True, map_location="cpu")
-    except Exception as exc:
-        raise CheckpointError(f"cannot read {path}: {_load_failure(exc)}") from exc
-    while isinstance(obj, Mapping) and len(obj) == 1 and next(iter(obj)) in _NESTED:
-        obj = next(iter(obj.values()))
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a dict of tensors")
-    bad = [k for k, v in obj.items() if not (isinstance(k, str) and isinstance(v, Tensor))]
-    if bad:
-        raise CheckpointError(f"{path}: entry {bad[0]!r} is not a named tensor ({len(bad)} such entries)")
-    return dict(obj)
-
-
-def _load_failure(exc: Exception) -> str:
-    """One line for a failed `torch.load(weights_only=True)` (torch's own text is a paragraph that
-    suggests `weights_only=False`, which is exactly what must not be done with an unknown file)."""
-    text = str(exc)
-    found = re.search(r"GLOBAL ([\w.]+)", text)
-    if found:
-        return (f"it contains pickled objects ({found.group(1)}), which are refused: "
-                "only a checkpoint of plain tensors is loaded")
-    if "Weights only load failed" in text:
-        return "not a torch checkpoint of plain tensors (refused without unpickling it)"
-    first = text.strip().splitlines()[0].split(". ")[0] if text.strip() else type(exc).__name__
-    return f"not a readable torch checkpoint (truncated or corrupt): {first}"
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata of a safetensors file ({} for torch files or files without any)."""
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        return {}
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return dict(handle.metadata() or {})
-    except Exception as exc:
-        raise CheckpointError(f"cannot read {path}: not a valid safetensors file ({exc})") from exc
+    return {normalise_key(k): v for k, v in read_tensor_file(path).items()}
 
 
 # --- checking and overlaying -------------------------------------------------------------------
@@ -167,7 +113,7 @@ def save_mids(net: MidsNet, path: str | Path, complete: bool | None = None,
         complete = not (isinstance(net.config.clip, str) and isinstance(net.config.t5, str))
     state = net.state_dict()
     keys = list(state) if complete else checkpoint_keys(net)
-    tensors = _unshared({k: state[k] for k in keys})
+    tensors = unshared({k: state[k] for k in keys})
     config = net.config
     if complete:
         config = MidsConfig(**{**config.__dict__, **encoder_configs(net)})
@@ -179,20 +125,12 @@ def save_mids(net: MidsNet, path: str | Path, complete: bool | None = None,
     return path
 
 
-def _unshared(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Contiguous float32 copies: safetensors refuses tensors sharing storage (T5's tied
-    embeddings), and every file we write is float32."""
-    return {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in tensors.items()}
-
-
 def convert_mids(pth: str | Path, out: str | Path, source_note: str | None = None) -> dict[str, object]:
     """FFAA `mids.pth` -> our safetensors (same tensors, our names, float32).
 
     The encoders are not in `mids.pth`; the file records FFAA's public encoders as their source.
     Returns a summary (tensor count, values, dim).
     """
-    from safetensors.torch import save_file
-
     state = read_state(pth)
     dim = state_dim(state)
     if dim is None:
@@ -208,18 +146,7 @@ def convert_mids(pth: str | Path, out: str | Path, source_note: str | None = Non
     meta = {"format": FORMAT, "complete": "false", "converted_from": source_note or Path(pth).name}
     if dim == MidsConfig.ffaa().dim:  # FFAA's release: its encoders are known
         meta["mids_config"] = MidsConfig.ffaa().to_json()
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_file(_unshared(state), str(tmp), metadata=meta)
-        os.replace(tmp, out)  # never a half-written output, even when it overwrites the source
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write {out}: {exc.strerror or exc}") from None
-    except Exception as exc:  # noqa: BLE001 - safetensors reports I/O failures as its own error type
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write {out}: {exc}") from None
+    out = write_safetensors(unshared(state), out, meta)
     return {"tensors": len(state), "values": sum(v.numel() for v in state.values()), "dim": dim, "path": str(out)}
 
 
