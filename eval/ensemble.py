@@ -2,7 +2,7 @@
 vote across them, as in the evaluation table of the talk "Deep into DeepFakes: Draw a
 line b/w Real & Fake" (five detectors, five videos, P > 0.70).
 
-Rules:
+Rules (`ffaa.detectors.vote`, the same rule the running detectors use):
 
 - a detector calls an item fake iff its probability is strictly greater than the threshold;
   a missing, NaN or out-of-range probability is an abstention (no vote);
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..detectors.vote import majority, vote
 from ..types import Verdict
 from .labels import parse_label
 
@@ -90,24 +91,6 @@ class EnsembleResult:
     fake_votes: tuple[int, ...]
     ties: int
     problems: tuple[str, ...] = ()
-
-
-def vote(probability: float | None, threshold: float) -> Verdict | None:
-    """fake iff probability > threshold; None (abstain) for a missing or invalid probability."""
-    if probability is None or not math.isfinite(probability) or not 0.0 <= probability <= 1.0:
-        return None
-    return Verdict.FAKE if probability > threshold else Verdict.REAL
-
-
-def majority(votes: Sequence[Verdict | None], tie: Verdict = Verdict.REAL) -> Verdict | None:
-    """The verdict of more than half of the votes cast; `tie` on an exact tie; None if none cast."""
-    cast = [v for v in votes if v is not None]
-    if not cast:
-        return None
-    fake = sum(v is Verdict.FAKE for v in cast)
-    if 2 * fake == len(cast):
-        return tie
-    return Verdict.FAKE if 2 * fake > len(cast) else Verdict.REAL
 
 
 def score_voter(name: str, predictions: Sequence[Verdict | None], labels: Sequence[Verdict | None]) -> VoterResult:

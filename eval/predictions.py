@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..report import SCHEMA as REPORT_SCHEMA
+from ..report import READABLE_SCHEMAS, is_report_schema
 from ..report import report_from_dict
 from ..types import Verdict
 from .labels import note_problem
@@ -200,8 +200,8 @@ def _parse_record(record: dict[str, Any], id_field: str) -> list[tuple[FacePredi
         return found
     if not is_report(record):
         return [face_from_plain(record, id_field)]
-    if record.get("schema") != REPORT_SCHEMA:
-        raise ValueError(f"schema {record.get('schema')!r} is not {REPORT_SCHEMA!r}")
+    if not is_report_schema(record.get("schema")):
+        raise ValueError(f"schema {record.get('schema')!r} is not one of {READABLE_SCHEMAS}")
     batch = record.get("batch")
     if isinstance(batch, dict) and batch.get("frame_index") is not None:
         return []  # a video frame: the video's own record carries its verdict
@@ -230,7 +230,7 @@ def load_predictions(path: str | Path, id_field: str = "id") -> PredictionSet:
             invalid += 1
             note_problem(problems, invalid, f"{where}: {exc}; skipped")
             continue
-        if line.record.get("schema") == REPORT_SCHEMA:
+        if is_report_schema(line.record.get("schema")):
             reports.append(line.record)
         for n, (face, raw_score) in enumerate(found):
             if face.no_report:

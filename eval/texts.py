@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from ..errors import InputError
 from ..parsing import parse_answer
-from ..report import SCHEMA as REPORT_SCHEMA
+from ..report import READABLE_SCHEMAS, is_report_schema
 from ..report import report_from_dict
 from ..types import Verdict
 from .labels import note_problem, parse_label
@@ -67,8 +67,8 @@ def _report_text(rec: dict[str, Any]) -> list[tuple[str, int | None, str]]:
     """[(image id, face index, chosen answer's raw text)] of a report record, one per path an `ffaa
     batch` record stands for; [] for a triage record (it has no explanation); ValueError if it does
     not load."""
-    if rec.get("schema") != REPORT_SCHEMA:
-        raise ValueError(f"schema {rec.get('schema')!r} is not {REPORT_SCHEMA!r}")
+    if not is_report_schema(rec.get("schema")):
+        raise ValueError(f"schema {rec.get('schema')!r} is not one of {READABLE_SCHEMAS}")
     try:
         report = report_from_dict(rec)
     except (KeyError, TypeError) as exc:

@@ -17,6 +17,8 @@ from .errors import FfaaError
 # Module names under ffaa.commands, in the order `ffaa --help` lists them.
 COMMANDS = (
     "analyze",
+    "detect",
+    "detectors",
     "batch",
     "app",
     "eval",

@@ -2,7 +2,8 @@
 
 The JSON form is the archive format (`reports.jsonl` in batch runs, the input of `ffaa eval`):
 `report_to_dict` and `report_from_dict` round-trip exactly, and every record carries
-`schema` so later versions can read old files.
+`schema` so later versions can read old files. Schema 2 added the classic detectors' panel
+(`detectors`); schema-1 records read as reports without one.
 """
 
 from __future__ import annotations
@@ -21,33 +22,44 @@ from .types import (
     CandidateScore,
     Decision,
     DecodingSettings,
+    DetectorPanel,
+    EnsembleVerdict,
     FaceBox,
+    FaceTrack,
     ForensicAnswer,
     ForensicReport,
     ForgeryType,
     ImageInfo,
+    MemberScore,
     ParseResult,
     Provenance,
     Verdict,
+    VideoDetection,
 )
 
-SCHEMA = "ffaa.report/1"
+SCHEMA = "ffaa.report/2"
+READABLE_SCHEMAS = ("ffaa.report/1", SCHEMA)
 
 
-def _plain(value: Any) -> Any:
+def is_report_schema(schema: object) -> bool:
+    """True for every report schema this version reads."""
+    return schema in READABLE_SCHEMAS
+
+
+def to_plain(value: Any) -> Any:
     """Dataclasses/enums/tuples -> JSON-ready values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [to_plain(v) for v in value]
     return value
 
 
 def report_to_dict(report: ForensicReport) -> dict[str, Any]:
     """The report as JSON-ready data, plus derived fields a reader wants without recomputing."""
-    data = {"schema": SCHEMA, **_plain(report)}
+    data = {"schema": SCHEMA, **to_plain(report)}
     final = report.final
     data["summary"] = {
         "verdict": report.decision.verdict.value if report.decision.verdict else None,
@@ -145,10 +157,51 @@ def _provenance(d: dict[str, Any]) -> Provenance:
     )
 
 
+def _verdict(value: str | None) -> Verdict | None:
+    return Verdict(value) if value else None
+
+
+def _member(d: dict[str, Any]) -> MemberScore:
+    return MemberScore(
+        detector=d["detector"], title=d.get("title", d["detector"]), probability=d.get("probability"),
+        vote=_verdict(d.get("vote")), threshold=d["threshold"], unit_kind=d.get("unit_kind", "frame"),
+        unit_probabilities=tuple(d.get("unit_probabilities", ())), seconds=d.get("seconds", 0.0),
+        error=d.get("error"), note=d.get("note", ""),
+    )
+
+
+def panel_from_dict(d: dict[str, Any] | None) -> DetectorPanel | None:
+    """A `DetectorPanel` from its JSON form (None stays None)."""
+    if d is None:
+        return None
+    e = d["ensemble"]
+    ensemble = EnsembleVerdict(
+        verdict=_verdict(e.get("verdict")), fake_votes=e["fake_votes"], votes_cast=e["votes_cast"],
+        members=e["members"], rule=e["rule"], ffaa_verdict=_verdict(e.get("ffaa_verdict")), note=e.get("note", ""),
+    )
+    return DetectorPanel(tuple(_member(m) for m in d["members"]), ensemble, d.get("crop", "aligned"),
+                         tuple(d.get("notes", ())))
+
+
+def video_detection_to_dict(v: VideoDetection) -> dict[str, Any]:
+    return to_plain(v)
+
+
+def video_detection_from_dict(d: dict[str, Any]) -> VideoDetection:
+    tracks = tuple(
+        FaceTrack(t["track_id"], tuple(t["frames"]), tuple(t["timestamps"]),
+                  tuple(_box(b) for b in t["boxes"]), panel_from_dict(t["panel"]))
+        for t in d["tracks"]
+    )
+    return VideoDetection(tracks, panel_from_dict(d.get("panel")), d.get("deciding_track"),
+                          d.get("frames_decoded", 0), tuple(tuple(s) for s in d.get("segments", ())),
+                          tuple(d.get("notes", ())))
+
+
 def report_from_dict(d: dict[str, Any]) -> ForensicReport:
     """Inverse of `report_to_dict` (derived `summary` is ignored)."""
-    if d.get("schema") != SCHEMA:
-        raise ValueError(f"not an ffaa report (schema {d.get('schema')!r}, expected {SCHEMA!r})")
+    if not is_report_schema(d.get("schema")):
+        raise ValueError(f"not an ffaa report (schema {d.get('schema')!r}, expected one of {READABLE_SCHEMAS})")
     img = d["image"]
     return ForensicReport(
         image=ImageInfo(**{**img, "notes": tuple(img.get("notes", ()))}),
@@ -158,6 +211,7 @@ def report_from_dict(d: dict[str, Any]) -> ForensicReport:
         decision=_decision(d["decision"]),
         provenance=_provenance(d["provenance"]),
         warnings=tuple(d.get("warnings", ())),
+        detectors=panel_from_dict(d.get("detectors")),
     )
 
 

@@ -187,6 +187,90 @@ class Provenance:
     demo: bool = False
 
 
+UnitKind = Literal["frame", "clip"]
+
+
+@dataclass(frozen=True)
+class MemberScore:
+    """One classic detector's answer for one face (an image's face, or a face track of a video).
+
+    `probability` is P(fake): for a video the mean of its `unit_probabilities` (frames or clips,
+    as the originals average them); None with `error` when the detector failed or abstained.
+    """
+
+    detector: str
+    title: str
+    probability: float | None
+    vote: Verdict | None
+    threshold: float
+    unit_kind: UnitKind
+    unit_probabilities: tuple[float, ...] = ()
+    seconds: float = 0.0
+    error: str | None = None
+    note: str = ""
+
+    @property
+    def units(self) -> int:
+        return len(self.unit_probabilities)
+
+
+@dataclass(frozen=True)
+class EnsembleVerdict:
+    """The majority vote over members' thresholded P(fake) (and FFAA's verdict, if it votes)."""
+
+    verdict: Verdict | None
+    fake_votes: int
+    votes_cast: int
+    members: int
+    rule: str
+    ffaa_verdict: Verdict | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class DetectorPanel:
+    """The classic detectors' view of one face: each member, and their vote.
+
+    crop: how the detectors' face crops were made ("aligned": DeepfakeBench's five-point
+    alignment; "box": a square around the face box; "whole": the whole image).
+    """
+
+    members: tuple[MemberScore, ...]
+    ensemble: EnsembleVerdict
+    crop: str = "aligned"
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FaceTrack:
+    """One person in a video: where their face was detected, and the detectors' view of them.
+
+    frames/timestamps/boxes are the detection frames (source frame numbers, seconds, boxes).
+    """
+
+    track_id: int
+    frames: tuple[int, ...]
+    timestamps: tuple[float, ...]
+    boxes: tuple[FaceBox, ...]
+    panel: DetectorPanel
+
+
+@dataclass(frozen=True)
+class VideoDetection:
+    """The classic detectors over a video: a panel per face track, and the video's verdict.
+
+    The video is fake when any track's ensemble says fake; `panel` is the deciding track's
+    (the first fake track, else the longest), or None when no face was found.
+    """
+
+    tracks: tuple[FaceTrack, ...]
+    panel: DetectorPanel | None
+    deciding_track: int | None
+    frames_decoded: int
+    segments: tuple[tuple[int, ...], ...]
+    notes: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class ForensicReport:
     """The result for one face (or the whole image when no face was cropped)."""
@@ -198,6 +282,7 @@ class ForensicReport:
     decision: Decision
     provenance: Provenance
     warnings: tuple[str, ...] = field(default=())
+    detectors: DetectorPanel | None = None
 
     @property
     def final(self) -> ForensicAnswer | None:

@@ -35,19 +35,25 @@ SEEK_GAP_S = 4.0  # seek rather than decode through gaps longer than this (typic
 
 @dataclass(frozen=True)
 class VideoSampling:
-    """Which frames to take: every N seconds, or N frames spread evenly; at most `max_frames`.
+    """Which frames to take: every N seconds, N frames spread evenly, or the frames nearest to
+    given times (seconds, increasing; runs of consecutive frames for clip detectors); at most
+    `max_frames`.
 
-    Give one of `every_seconds` and `frames_per_video`; with neither, 8 frames are spread
-    evenly over the video.
+    Give at most one of `every_seconds`, `frames_per_video` and `times`; with none, 8 frames are
+    spread evenly over the video.
     """
 
     every_seconds: float | None = None
     frames_per_video: int | None = None
     max_frames: int = 64
+    times: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.every_seconds is not None and self.frames_per_video is not None:
-            raise ValueError("give every_seconds or frames_per_video, not both")
+        given = [x is not None for x in (self.every_seconds, self.frames_per_video, self.times)]
+        if sum(given) > 1:
+            raise ValueError("give one of every_seconds, frames_per_video and times, not both or all")
+        if self.times is not None and any(b < a for a, b in zip(self.times, self.times[1:])):
+            raise ValueError("times must be in increasing order")
         if self.every_seconds is not None and not self.every_seconds > 0:
             raise ValueError("every_seconds must be positive")
         if self.frames_per_video is not None and self.frames_per_video < 1:
@@ -266,6 +272,9 @@ class FrameSampler:
 
 def plan_targets(sampling: VideoSampling, duration_s: float | None) -> Iterator[float]:
     """The target times of `sampling` for a video of the given duration (None: unknown)."""
+    if sampling.times is not None:
+        yield from (t for t in sampling.times if duration_s is None or t < duration_s)
+        return
     if sampling.every_seconds is not None:
         step = sampling.every_seconds
         for k in itertools.count():

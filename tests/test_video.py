@@ -242,9 +242,14 @@ def test_sampling_settings_are_validated():
         VideoSampling(frames_per_video=0)
     with pytest.raises(ValueError):
         VideoSampling(max_frames=0)
+    with pytest.raises(ValueError, match="not both"):
+        VideoSampling(frames_per_video=3, times=(0.0,))
+    with pytest.raises(ValueError, match="increasing"):
+        VideoSampling(times=(1.0, 0.5))
 
 
 def test_plan_targets():
+    assert list(plan_targets(VideoSampling(times=(0.0, 0.04, 2.0)), 1.0)) == [0.0, 0.04]
     assert list(plan_targets(VideoSampling(every_seconds=1.5), 4.0)) == [0.0, 1.5, 3.0]
     assert list(plan_targets(VideoSampling(frames_per_video=2), 4.0)) == [1.0, 3.0]
     assert list(plan_targets(VideoSampling(frames_per_video=5), None)) == [0.0]

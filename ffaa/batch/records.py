@@ -6,7 +6,7 @@ an item counts as done only when it is in the file, so a block cut short by a cr
 dropped and redone on resume. A `run` record (settings of one invocation) is a block of its
 own.
 
-Face records are `report_to_dict` output (schema `ffaa.report/1`, readable by
+Face records are `report_to_dict` output (schema `ffaa.report/2`, readable by
 `report_from_dict` and `ffaa eval`) plus `record: "face"` and a `batch` object; the other
 records have schema `ffaa.batch/1`. Every record's `batch` object names the item: its
 content hash, id(s), path(s), label, kind and mode ("full" or "triage").

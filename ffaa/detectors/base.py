@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import build_network, prepare_state, read_detector_state
+from .checkpoint import load_into_network, prepare_state, read_detector_state
 from .preprocess import clip_batch, frame_batch
 from .registry import DetectorSpec, get_spec
 
@@ -56,8 +56,7 @@ class Detector:
         """A detector from an in-memory state dict in any of the released layouts."""
         spec = get_spec(name)
         state = prepare_state(state, name, variant=variant, source=weights)
-        net = build_network(spec, variant)
-        net.load_state_dict(state, strict=True)
+        net = load_into_network(spec, state, variant)
         return cls(spec, net, weights=weights, device=device, dtype=dtype, variant=variant)
 
     @classmethod

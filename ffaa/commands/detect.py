@@ -1,0 +1,162 @@
+"""`ffaa detect FILE... --detectors NAME=PATH,...`: the classic detectors on images and videos,
+printed as the talk's table (each detector's P(fake), the majority vote), optionally written
+to a folder (detect.jsonl, appended and fsynced per file so a killed run keeps what it did;
+detect.csv and detect.md at the end)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..errors import FfaaError, InputError, one_line
+from .detector_args import add_detector_args, detectors_config
+
+OUTPUT = "detect.jsonl"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("detect", help="run the classic detectors (DF40, DeepfakeBench, StA4Deepfake) and vote",
+                       description="Score every face of every image and every face track of every video with the "
+                                   "classic detectors; each says fake when P(fake) > its threshold (0.70), and "
+                                   "the majority decides. Inputs: files, folders, globs, CSV/JSONL manifests "
+                                   "(path, optional id and label).")
+    p.add_argument("inputs", nargs="+", metavar="FILE", help="image or video file, folder, glob or manifest")
+    p.add_argument("--out", type=Path, metavar="DIR", help="write detect.jsonl, detect.csv and detect.md here")
+    p.add_argument("--resume", action="store_true", help="continue a run in --out: skip files already done")
+    p.add_argument("--json", action="store_true", help="print the JSON records instead of the table")
+    p.add_argument("--labels", metavar="PATH",
+                   help="true labels (benchmark folder, CSV/JSONL id,label) for accuracy and recall per detector")
+    faces = p.add_mutually_exclusive_group()
+    faces.add_argument("--whole-image", action="store_true", help="images: score the whole image, no face crop")
+    faces.add_argument("--fallback-whole", action="store_true",
+                       help="images: score the whole image when no face is found (default: an error)")
+    add_detector_args(p, required=True)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..batch.inputs import discover
+    from ..detectors.runner import DetectorSet
+
+    config = detectors_config(args)
+    out = _prepare_out(args.out, args.resume) if args.out else None
+    discovery = discover(args.inputs, exclude=args.out)
+    for w in discovery.warnings:
+        print(f"note: {w}", file=sys.stderr)
+    labels = _labels(args.labels) if args.labels else None
+    done = _done(out) if out else {}
+    dset = DetectorSet.load(config, log_line=lambda line: print(line, file=sys.stderr))
+    mode = "whole" if args.whole_image else ("auto" if args.fallback_whole else "faces")
+    records, errors = [], []
+    for n, item in enumerate(discovery.items, 1):
+        if item.key in done:
+            records.append(done[item.key])
+            continue
+        print(f"[{n}/{len(discovery.items)}] {item.path}", file=sys.stderr)
+        record = _detect(dset, item, mode, _label(item, labels))
+        (errors if record["error"] else records).append(record)
+        if out:
+            _append(out / OUTPUT, record)
+    return _finish(args, out, records, errors)
+
+
+def _detect(dset, item, mode: str, label: str | None) -> dict:
+    from ..detectors.items import detect_path, error_record, item_record
+
+    paths = [s.path for s in item.sources]
+    if item.problem or item.kind not in ("image", "video"):
+        reason = item.problem or f"{item.path}: not an image or a video"
+        return error_record(item.item_id, item.path, label, item.sha256, reason)
+    try:
+        found = detect_path(dset, item.path, mode)
+    except InputError as exc:
+        return error_record(item.item_id, item.path, label, item.sha256, str(exc))
+    except (RuntimeError, ValueError, OSError) as exc:  # one broken file must not end the run
+        return error_record(item.item_id, item.path, label, item.sha256, f"{item.path}: {one_line(exc)}")
+    return {**item_record(found, item.item_id, label, item.sha256, paths), "key": item.key}
+
+
+def _finish(args, out: Path | None, records: list[dict], errors: list[dict]) -> int:
+    from ..detectors.table import csv_table, scores_table, text_table
+
+    if args.json:
+        print(json.dumps(records + errors, indent=2, ensure_ascii=False))
+    else:
+        print(text_table(records, errors))
+        scores = scores_table(records)
+        if scores:
+            print("\n" + scores)
+    if out:
+        from ..batch.journal import atomic_write
+
+        scores = scores_table(records)
+        md = "# Classic detectors\n\n```\n" + text_table(records, errors) + "\n```\n"
+        md += f"\n```\n{scores}\n```\n" if scores else ""
+        try:
+            atomic_write(out / "detect.csv", csv_table(records).encode("utf-8"))
+            atomic_write(out / "detect.md", md.encode("utf-8"))
+        except OSError as exc:
+            raise FfaaError(f"cannot write the tables in {out}: {exc.strerror or exc}") from None
+        print(f"wrote {out / OUTPUT}, {out / 'detect.csv'}, {out / 'detect.md'}", file=sys.stderr)
+    return 2 if errors else 0
+
+
+def _prepare_out(folder: Path, resume: bool) -> Path:
+    folder = folder.expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise FfaaError(f"--out {folder} is a file, not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not resume:
+        raise FfaaError(f"output folder {folder} is not empty: add --resume to continue its run")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FfaaError(f"--out {folder}: cannot create the folder ({exc.strerror or exc})") from None
+    return folder
+
+
+def _done(out: Path) -> dict[str, dict]:
+    """Records of a previous run, by item key (error records are redone)."""
+    from ..report import iter_report_records
+
+    path = out / OUTPUT
+    if not path.is_file():
+        return {}
+    try:
+        return {r["key"]: r for r in iter_report_records(path) if r.get("key") and not r.get("error")}
+    except ValueError as exc:
+        raise FfaaError(f"{path}: {exc}") from None
+
+
+def _append(path: Path, record: dict) -> None:
+    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise FfaaError(f"cannot write {path}: {exc.strerror or exc}; rerun with --resume") from None
+
+
+def _labels(path: str):
+    from ..eval.labels import load_labels
+    from ..eval.matching import PathIndex
+
+    labels = {label.id: label for label in load_labels(path).labels}
+    return labels, PathIndex(labels)
+
+
+def _label(item, labels) -> str | None:
+    if labels is None:
+        return item.label
+    by_id, index = labels
+    for source in item.sources:
+        match = index.match(source.path)
+        if match.id is not None:
+            return by_id[match.id].verdict.value
+    return item.label
