@@ -32,6 +32,7 @@ from .types import (
 if TYPE_CHECKING:
     from PIL import Image
 
+    from .detectors.runner import DetectorSet
     from .media import LoadedImage, LoadLimits
 
 SOFTWARE = ("ffaa", "torch", "transformers", "bitsandbytes", "accelerate", "pillow", "dlib-bin")
@@ -56,13 +57,18 @@ class AnalysisOptions:
 
 @dataclass(frozen=True)
 class FaceJob:
-    """One face to analyse: the crop fed to the models and where it came from."""
+    """One face to analyse: the crop fed to the models and where it came from.
+
+    source: the whole image the face was found in; the classic detectors make their own crops
+    from it (and skip a job without one, e.g. a video frame whose video they score as a whole).
+    """
 
     image: "Image.Image"
     info: ImageInfo
     face_index: int | None
     box: FaceBox | None
     warnings: tuple[str, ...] = ()
+    source: "Image.Image | None" = None
 
 
 def software_versions() -> tuple[tuple[str, str], ...]:
@@ -84,11 +90,13 @@ class Assistant:
         decider: Decider | None = None,
         prompts: PromptSet | None = None,
         options: AnalysisOptions | None = None,
+        detectors: "DetectorSet | None" = None,
     ):
         self.backend = backend
         self.decider = decider or MajorityDecider()
         self.prompts = prompts or load_prompt_set()
         self.options = options or AnalysisOptions()
+        self.detectors = detectors
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -108,7 +116,7 @@ class Assistant:
         for i, crop in enumerate(crops):
             warnings = (crop.note,) if crop.note else ()
             index = None if crop.box is None else i
-            jobs.append(FaceJob(crop.image, loaded.info, index, crop.box, warnings))
+            jobs.append(FaceJob(crop.image, loaded.info, index, crop.box, warnings, loaded.image))
         return jobs
 
     def questions(self, info: ImageInfo) -> list[tuple[PromptKind, str]]:
@@ -171,11 +179,29 @@ class Assistant:
             cands = self.candidates(jobs)
         with _timer(timings, "decide"):
             decisions = self.decider.decide_many([j.image for j in jobs], cands)
-        timings = {k: v / len(jobs) if k in ("generate", "decide") else v for k, v in timings.items()}
+        with _timer(timings, "detectors"):
+            panels = self.detector_panels(jobs, decisions)
+        per_face = ("generate", "decide", "detectors")
+        timings = {k: v / len(jobs) if k in per_face else v for k, v in timings.items()}
+        if self.detectors is None:
+            timings.pop("detectors")
         provenance = self.provenance(timings)
         return [
-            ForensicReport(j.info, j.face_index, j.box, c, d, provenance, j.warnings)
-            for j, c, d in zip(jobs, cands, decisions)
+            ForensicReport(j.info, j.face_index, j.box, c, d, provenance, j.warnings, panel)
+            for j, c, d, panel in zip(jobs, cands, decisions, panels)
+        ]
+
+    def detector_panels(self, jobs: Sequence[FaceJob], decisions) -> list:
+        """The classic detectors on each face that has its source image (None elsewhere);
+        FFAA's verdict goes with it, as a voter or shown beside the vote."""
+        if self.detectors is None:
+            return [None] * len(jobs)
+        from .detectors.runner import face_crops
+
+        return [
+            None if j.source is None
+            else self.detectors.score_still(face_crops(j.source, j.box, self.detectors.sizes), d.verdict)
+            for j, d in zip(jobs, decisions)
         ]
 
     def provenance(self, timings: dict[str, float]) -> Provenance:
@@ -193,6 +219,7 @@ class Assistant:
             software=software_versions(),
             timings=tuple((k, round(v, 4)) for k, v in timings.items()),
             demo=info.demo,
+            detectors=self.detectors.provenance() if self.detectors is not None else (),
         )
 
 

@@ -72,6 +72,7 @@ def report_to_dict(report: ForensicReport) -> dict[str, Any]:
     }
     data["provenance"]["timings"] = dict(report.provenance.timings)
     data["provenance"]["software"] = dict(report.provenance.software)
+    data["provenance"]["detectors"] = dict(report.provenance.detectors)
     return data
 
 
@@ -154,6 +155,7 @@ def _provenance(d: dict[str, Any]) -> Provenance:
         software=tuple(d.get("software", {}).items()),
         timings=tuple(d.get("timings", {}).items()),
         demo=d.get("demo", False),
+        detectors=tuple(d.get("detectors", {}).items()),
     )
 
 
@@ -178,6 +180,7 @@ def panel_from_dict(d: dict[str, Any] | None) -> DetectorPanel | None:
     ensemble = EnsembleVerdict(
         verdict=_verdict(e.get("verdict")), fake_votes=e["fake_votes"], votes_cast=e["votes_cast"],
         members=e["members"], rule=e["rule"], ffaa_verdict=_verdict(e.get("ffaa_verdict")), note=e.get("note", ""),
+        ffaa_voted=e.get("ffaa_voted", False),
     )
     return DetectorPanel(tuple(_member(m) for m in d["members"]), ensemble, d.get("crop", "aligned"),
                          tuple(d.get("notes", ())))
@@ -258,6 +261,45 @@ def display_text(report: ForensicReport) -> str:
     return "\n".join(lines)
 
 
+def panel_lines(panel: DetectorPanel) -> list[str]:
+    """The classic detectors' view of a face as plain lines: each member's P(fake), vote and
+    time, then the ensemble's verdict (and FFAA's beside it)."""
+    e = panel.ensemble
+    verdict = e.verdict.value if e.verdict else "no verdict"
+    lines = [f"Classic detectors: {verdict} ({e.fake_votes}/{e.votes_cast} fake votes; {e.rule})"]
+    width = max(len(m.title) for m in panel.members) if panel.members else 0
+    for m in panel.members:
+        if m.probability is None:
+            lines.append(f"  {m.title:<{width}}  n/a   ({m.error})")
+            continue
+        units = f"{m.units} {m.unit_kind}{'s' if m.units != 1 else ''}"
+        lines.append(f"  {m.title:<{width}}  {m.probability:.3f}  {m.vote.value if m.vote else '?'}"
+                     f"  ({units}, {m.seconds:.2f} s{'; ' + m.note if m.note else ''})")
+    if e.ffaa_verdict is not None:
+        lines.append(f"  FFAA's verdict: {e.ffaa_verdict.value}" + (" (voted)" if e.ffaa_voted else " (not a voter)"))
+    lines += [f"  note: {n}" for n in (e.note, *panel.notes) if n]
+    if panel.crop != "aligned":
+        lines.append(f"  note: detector crops: {panel.crop} (not DeepfakeBench's aligned crop)")
+    return lines
+
+
+def _panel_markdown(panel: DetectorPanel) -> list[str]:
+    e = panel.ensemble
+    out = ["", "## Classic detectors", "",
+           f"**{(e.verdict.value if e.verdict else 'no verdict').upper()}** — {e.fake_votes} of {e.votes_cast} "
+           f"votes say fake ({_md_text(e.rule)})", "",
+           "| detector | P(fake) | vote | units | seconds | note |", "|---|---|---|---|---|---|"]
+    for m in panel.members:
+        p = f"{m.probability:.3f}" if m.probability is not None else "n/a"
+        vote = m.vote.value if m.vote else "—"
+        note = _md_text(m.error or m.note).replace("|", "\\|")
+        out.append(f"| {m.title} | {p} | {vote} | {m.units} {m.unit_kind} | {m.seconds:.2f} | {note} |")
+    if e.ffaa_verdict is not None:
+        out.append(f"\nFFAA's own verdict: {e.ffaa_verdict.value}")
+    out += [f"- note: {_md_text(n)}" for n in (e.note, *panel.notes) if n]
+    return out
+
+
 def _face_title(report: ForensicReport) -> str:
     if report.face is None:
         return "whole image"
@@ -288,6 +330,8 @@ def to_markdown(report: ForensicReport) -> str:
         out.append(f"- forgery score: {d.forgery_score:.4f}")
     if final is not None:
         out += ["", "## Explanation", "", _md_text(format_answer(final))]
+    if report.detectors is not None:
+        out += _panel_markdown(report.detectors)
     out += ["", "## Candidates", ""]
     for c in report.candidates:
         status = c.answer.verdict.value if c.answer else f"not parsed ({c.parse.error})"

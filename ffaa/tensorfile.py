@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -49,6 +50,12 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
 
 
 def _torch_load(path: Path) -> object:
+    with warnings.catch_warnings():  # torch warns about pickle protocols before it refuses a file
+        warnings.simplefilter("ignore", UserWarning)
+        return _torch_load_quietly(path)
+
+
+def _torch_load_quietly(path: Path) -> object:
     try:
         return torch.load(str(path), weights_only=True, map_location="cpu", mmap=True)
     except RuntimeError as exc:

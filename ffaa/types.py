@@ -185,6 +185,7 @@ class Provenance:
     software: tuple[tuple[str, str], ...] = ()
     timings: tuple[tuple[str, float], ...] = ()
     demo: bool = False
+    detectors: tuple[tuple[str, str], ...] = ()  # classic detector -> its weights ("demo": random)
 
 
 UnitKind = Literal["frame", "clip"]
@@ -225,6 +226,7 @@ class EnsembleVerdict:
     rule: str
     ffaa_verdict: Verdict | None = None
     note: str = ""
+    ffaa_voted: bool = False
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import FfaaError
 from .common import add_analysis_args, add_model_args, build_assistant
+from .detector_args import add_detector_args
 
 
 def add_parser(sub) -> None:
@@ -25,11 +26,12 @@ def add_parser(sub) -> None:
                    help="save a Grad-CAM overlay of MIDS's decision per face into DIR")
     add_model_args(p)
     add_analysis_args(p)
+    add_detector_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report import display_text, report_to_dict, to_markdown
+    from ..report import display_text, panel_lines, report_to_dict, to_markdown
 
     if args.heatmap:
         _heatmap_dir(args.heatmap)  # before the model loads: a bad folder must fail fast
@@ -55,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
                 print(to_markdown(report))
             else:
                 print(_header(path, report))
-                print(display_text(report) + "\n")
+                print(display_text(report))
+                if report.detectors is not None:
+                    print("\n".join(panel_lines(report.detectors)))
+                print()
     if args.json:
         print(json.dumps(records, indent=2, ensure_ascii=False))
     return 2 if failures else 0

@@ -8,7 +8,8 @@ import re
 import sys
 
 from ..errors import FfaaError
-from .common import add_analysis_args, add_model_args, analysis_options, build_assistant
+from .common import add_analysis_args, add_model_args, analysis_options, build_assistant, load_detectors
+from .detector_args import add_detector_args
 
 SCRIPTED_BANNER = "SCRIPTED MODE: fixed rules answer instead of a model; the output is not an analysis."
 DESCRIPTION = (
@@ -28,6 +29,7 @@ def add_app_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scripted", action="store_true",
                    help="answer with fixed rules instead of a model, to try the page without torch (not an analysis)")
     add_analysis_args(p)
+    add_detector_args(p)
     s = p.add_argument_group("server")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes the page)")
     s.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -104,7 +106,8 @@ def engine(args: argparse.Namespace):
         from ..pipeline import Assistant
 
         print(SCRIPTED_BANNER, file=sys.stderr)
-        return Assistant(ScriptedBackend(delay=0.02), MajorityDecider(), options=analysis_options(args))
+        options = analysis_options(args)
+        return Assistant(ScriptedBackend(delay=0.02), MajorityDecider(), options=options, detectors=load_detectors(args))
     return build_assistant(args)
 
 

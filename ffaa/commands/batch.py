@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import FfaaError
 from .common import add_analysis_args, add_model_args
+from .detector_args import add_detector_args
 
 VIDEO_RULES = ("mean", "fake-share", "max")
 
@@ -37,6 +38,7 @@ def add_parser(sub) -> None:
     _add_ray_args(p)
     add_model_args(p)
     add_analysis_args(p)
+    add_detector_args(p)
     hidden = p.add_argument_group()
     hidden.add_argument("--backend", choices=("hf", "scripted"), default="hf", help=argparse.SUPPRESS)
     hidden.add_argument("--scripted-delay", type=float, default=0.0, help=argparse.SUPPRESS)

@@ -158,8 +158,23 @@ def build_assistant(args: argparse.Namespace):
     from ..pipeline import Assistant
 
     options = analysis_options(args)  # first: a bad flag must not wait for a model to load
+    detectors = load_detectors(args)  # before the (much larger) language model: a bad checkpoint fails fast
     backend = load_backend(args)
     warmup = getattr(backend, "warmup", None)
     if warmup is not None:
         warmup(sampling=options.decoding.do_sample)
-    return Assistant(backend, load_decider(args), options=options)
+    return Assistant(backend, load_decider(args), options=options, detectors=detectors)
+
+
+def load_detectors(args: argparse.Namespace):
+    """The classic detectors `--detectors` asks for, loaded (None without the flag)."""
+    if not hasattr(args, "detectors"):
+        return None
+    from .detector_args import detectors_config
+
+    config = detectors_config(args)
+    if config is None:
+        return None
+    from ..detectors.runner import DetectorSet
+
+    return DetectorSet.load(config, log_line=lambda line: print(line, file=sys.stderr))

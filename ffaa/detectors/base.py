@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import load_into_network, prepare_state, read_detector_state
+from .checkpoint import file_variant, load_into_network, prepare_state, read_detector_state
 from .preprocess import clip_batch, frame_batch
 from .registry import DetectorSpec, get_spec
 
@@ -60,11 +60,13 @@ class Detector:
         return cls(spec, net, weights=weights, device=device, dtype=dtype, variant=variant)
 
     @classmethod
-    def load(cls, name: str, weights: str | Path, *, variant: str = "full", device: str = "auto",
+    def load(cls, name: str, weights: str | Path, *, variant: str | None = None, device: str = "auto",
              dtype: str = "fp32") -> Detector:
         """A detector from a released checkpoint (`.pth`, read with `weights_only=True`) or
-        our converted `.safetensors`; CheckpointError / WeightsNotFoundError in one line."""
+        our converted `.safetensors` (whose metadata names its variant; default full size);
+        CheckpointError / WeightsNotFoundError in one line."""
         started = time.perf_counter()
+        variant = variant or (file_variant(weights) if Path(weights).expanduser().is_file() else "full")
         state = read_detector_state(weights, name, variant)
         detector = cls.from_state(name, state, variant=variant, weights=str(weights), device=device, dtype=dtype)
         log.info("loaded %s from %s in %.1f s", name, weights, time.perf_counter() - started)

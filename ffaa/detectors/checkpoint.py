@@ -134,6 +134,11 @@ def prepare_state(state: Mapping[str, Tensor], name: str, loader: LoaderKind | N
     raise CheckpointError(f"{source} is not a {name} checkpoint: {hint + '; ' if hint else ''}{detail}")
 
 
+def file_variant(path: str | Path) -> str:
+    """The network variant a file is for: recorded in our safetensors, else the full size."""
+    return read_metadata(Path(path).expanduser()).get("variant", "full")
+
+
 def read_detector_state(path: str | Path, name: str, variant: str = "full") -> dict[str, Tensor]:
     """A checkpoint file (released `.pth` or our `.safetensors`) as a strict state dict for
     detector `name`."""
@@ -148,6 +153,16 @@ def read_detector_state(path: str | Path, name: str, variant: str = "full") -> d
         raise CheckpointError(f"{path} holds the {meta['detector']} detector, not {name}")
     loader = "deepfakebench" if meta.get("format") == FORMAT else None  # ours: already renamed
     return prepare_state(read_tensor_file(path), name, loader, variant, source=str(path))
+
+
+def save_detector(state: Mapping[str, Tensor], out: str | Path, name: str, variant: str = "full",
+                  source: str = "") -> Path:
+    """Our safetensors file of a detector: the tensors under the network's names, their
+    dtypes kept, the detector and variant recorded."""
+    meta = {"format": FORMAT, "detector": name, "variant": variant}
+    if source:
+        meta["converted_from"] = source
+    return write_safetensors(unshared(state, dtype=None), out, meta)
 
 
 def identify(path: str | Path) -> str:
@@ -171,12 +186,18 @@ def identify(path: str | Path) -> str:
 
 def load_into_network(spec: DetectorSpec, state: Mapping[str, Tensor], variant: str = "full") -> nn.Module:
     """The network with `state` loaded strictly. Built on the meta device and given the
-    state's tensors directly (no throwaway random init: seconds saved on CLIP-L and StA),
-    unless the network keeps tensors outside its state dict (transformers' non-persistent
-    `position_ids`), which must then be initialised normally."""
+    state's tensors directly (no throwaway random init: seconds saved on CLIP-L and StA). A
+    network that keeps tensors outside its state dict (transformers' non-persistent
+    `position_ids`) fills them with its module's `restore_buffers(net)`; without one it is
+    built and initialised normally."""
+    import importlib
+
     with torch.device("meta"):
         net = build_network(spec, variant)
     net.load_state_dict(state, strict=True, assign=True)
+    restore = getattr(importlib.import_module(spec.builder.split(":")[0]), "restore_buffers", None)
+    if restore is not None:
+        restore(net)
     if not any(t.is_meta for t in (*net.parameters(), *net.buffers())):
         return net
     net = build_network(spec, variant)
@@ -188,7 +209,6 @@ def convert(src: str | Path, dst: str | Path, name: str) -> dict[str, object]:
     """A released checkpoint -> our safetensors (the same tensors under the network's names,
     their dtypes kept), checked against the architecture first. Returns a summary."""
     state = read_detector_state(src, name)
-    meta = {"format": FORMAT, "detector": name, "converted_from": Path(src).name}
-    out = write_safetensors(unshared(state, dtype=None), dst, meta)
+    out = save_detector(state, dst, name, source=Path(src).name)
     return {"detector": name, "tensors": len(state), "values": sum(v.numel() for v in state.values()),
             "path": str(out)}

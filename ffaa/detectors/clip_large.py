@@ -14,14 +14,23 @@ downloaded; its state-dict keys are the 4.x `CLIPModel.vision_model` keys the ch
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from torch import Tensor, nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-# The two shapes the goldens cover; "tiny" is the same code with a narrow, shallow tower.
-_WIDTHS = {
-    "full": {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16},
-    "tiny": {"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4},
-}
+
+class TowerSize(NamedTuple):
+    """The widths that differ between the released tower and the golden's tiny twin."""
+
+    hidden: int
+    mlp: int
+    layers: int
+    heads: int
+
+
+# "tiny" is the same code with a narrow, shallow tower (the golden's second variant).
+SIZES = {"full": TowerSize(1024, 4096, 24, 16), "tiny": TowerSize(64, 256, 2, 4)}
 # sdpa differs from the original's eager attention by <= 6e-7 on the logits (fixtures README),
 # far inside the 1e-4 tolerance, and is faster and lighter on memory.
 ATTENTION = "sdpa"
@@ -29,11 +38,13 @@ ATTENTION = "sdpa"
 
 def vision_config(variant: str = "full") -> CLIPVisionConfig:
     """The ViT-L/14 vision config of `openai/clip-vit-large-patch14` (or its tiny test twin)."""
-    if variant not in _WIDTHS:
-        raise ValueError(f"clip_large has no variant {variant!r}; variants: {', '.join(_WIDTHS)}")
+    if variant not in SIZES:
+        raise ValueError(f"clip_large has no variant {variant!r}; variants: {', '.join(SIZES)}")
+    size = SIZES[variant]
     return CLIPVisionConfig(
-        **_WIDTHS[variant], image_size=224, patch_size=14, num_channels=3, hidden_act="quick_gelu",
-        layer_norm_eps=1e-5, attention_dropout=0.0, attn_implementation=ATTENTION,
+        hidden_size=size.hidden, intermediate_size=size.mlp, num_hidden_layers=size.layers,
+        num_attention_heads=size.heads, image_size=224, patch_size=14, num_channels=3,
+        hidden_act="quick_gelu", layer_norm_eps=1e-5, attention_dropout=0.0, attn_implementation=ATTENTION,
     )
 
 
@@ -59,3 +70,13 @@ def build(variant: str = "full") -> nn.Module:
     2 layers, 4 heads, MLP 256, head Linear(64, 2)); weights randomly initialised."""
     return CLIPLargeDetector(vision_config(variant))
 
+
+
+def restore_buffers(net: CLIPLargeDetector) -> None:
+    """Fill the tensors the state dict does not carry, after a meta-device build: the tower's
+    non-persistent `position_ids` (0 .. tokens - 1)."""
+    import torch
+
+    embeddings = net.backbone.vision_model.embeddings if hasattr(net.backbone, "vision_model") else net.backbone.embeddings
+    tokens = embeddings.position_embedding.weight.shape[0]
+    embeddings.register_buffer("position_ids", torch.arange(tokens).expand((1, -1)), persistent=False)

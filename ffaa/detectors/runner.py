@@ -71,13 +71,50 @@ def face_crops(image: Image.Image | np.ndarray, box: FaceBox | None, sizes: Sequ
 
 
 def build_demo_network(spec: DetectorSpec, seed: int = 0):
-    """The spec's network with seeded random weights (small variants where they exist)."""
+    """The spec's network with seeded random weights (small variants where they exist).
+
+    PyTorch's default init makes deep networks give nearly the same output for every input
+    (P(fake) = 0.50 everywhere, which looks broken rather than random), so weights are drawn
+    with fan-in scaling and BatchNorm statistics are made non-trivial: outputs then vary with
+    the input — and still mean nothing. Fixed tensors (SRM filters, DCT matrices) keep the
+    values the network was built with."""
     import torch
 
     from .checkpoint import build_network
 
+    variant = DEMO_VARIANT.get(spec.name, "full")
     torch.manual_seed(seed)
-    return build_network(spec, DEMO_VARIANT.get(spec.name, "full")), DEMO_VARIANT.get(spec.name, "full")
+    net = build_network(spec, variant)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in net.state_dict().items():
+            if tensor.is_floating_point() and not _is_fixed(net, name):
+                tensor.copy_(_demo_values(name, tensor, generator))
+    return net, variant
+
+
+def _is_fixed(net, name: str) -> bool:
+    """A parameter that is not trained (a fixed filter bank) keeps its constructed value."""
+    param = dict(net.named_parameters()).get(name)
+    return param is not None and not param.requires_grad
+
+
+def _demo_values(name: str, tensor, generator):
+    import torch
+
+    leaf = name.rsplit(".", 1)[-1]
+    n = torch.randn(tensor.shape, generator=generator)
+    if leaf == "running_var":
+        return 0.5 + torch.rand(tensor.shape, generator=generator)
+    if leaf == "running_mean":
+        return 0.1 * n
+    if leaf.endswith("bias"):
+        return 0.02 * n
+    if tensor.ndim == 1 and leaf.endswith("weight"):
+        return 1.0 + 0.1 * n
+    if tensor.ndim >= 2:
+        return n / max(1, tensor[0].numel()) ** 0.5
+    return 0.02 * n
 
 
 class DetectorSet:
@@ -146,9 +183,15 @@ class DetectorSet:
         return MemberScore(det.name, det.spec.title, p, vote(p, threshold), threshold, kind,
                            tuple(float(x) for x in probs), det.seconds - before, note=note)
 
+    def provenance(self) -> tuple[tuple[str, str], ...]:
+        """Each detector's weights as reports record them (variant added when not full size)."""
+        return tuple((d.name, d.weights + (f" ({d.variant})" if d.variant != "full" else "")) for d in self.detectors)
+
     def panel(self, members: Sequence[MemberScore], crop: str, ffaa_verdict: Verdict | None = None,
               notes: Sequence[str] = ()) -> DetectorPanel:
         ensemble = decide({m.detector: m.probability for m in members}, self.config.rule, ffaa_verdict)
+        if self.demo:
+            notes = ["DEMO detectors (random weights): their P(fake) is noise", *notes]
         return DetectorPanel(tuple(members), ensemble, crop, tuple(notes))
 
     def score_still(self, crops: FaceCrops, ffaa_verdict: Verdict | None = None) -> DetectorPanel:

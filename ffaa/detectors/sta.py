@@ -138,7 +138,9 @@ class ResidualAttentionBlock(nn.Module):
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
         self.ln_2 = LayerNorm32(width)
         self.mlp = nn.Sequential(OrderedDict([
-            ("c_fc", nn.Linear(width, 4 * width)), ("gelu", QuickGELU()), ("c_proj", nn.Linear(4 * width, width)),
+            ("c_fc", nn.Linear(width, 4 * width)),
+            ("gelu", QuickGELU()),
+            ("c_proj", nn.Linear(4 * width, width)),
         ]))
         self.Adapter = StAdapter(width)
 

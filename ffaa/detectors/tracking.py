@@ -27,12 +27,13 @@ def iou(a: FaceBox, b: FaceBox) -> float:
 
 
 def near(a: FaceBox, b: FaceBox) -> bool:
-    """Centres within half a face and sides within a factor 1.5: the same face after a gap."""
+    """Centres within 3/4 of a face and sides within a factor 1.5: the same face after a gap
+    (two people side by side are at least a face apart)."""
     side = (max(a.width, a.height) + max(b.width, b.height)) / 2
     dx = (a.left + a.right - b.left - b.right) / 2
     dy = (a.top + a.bottom - b.top - b.bottom) / 2
     ratio = max(a.width, 1) / max(b.width, 1)
-    return (dx * dx + dy * dy) ** 0.5 < side / 2 and 1 / 1.5 <= ratio <= 1.5
+    return (dx * dx + dy * dy) ** 0.5 < 0.75 * side and 1 / 1.5 <= ratio <= 1.5
 
 
 @dataclass

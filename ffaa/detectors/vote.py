@@ -86,4 +86,5 @@ def decide(probabilities: Mapping[str, float | None], rule: VoteRule,
         rule=rule.describe(),
         ffaa_verdict=ffaa_verdict,
         note=note,
+        ffaa_voted=rule.ffaa_votes,
     )
