@@ -152,3 +152,19 @@ def test_workers_that_die_while_building_the_model_end_the_run(tmp_path, local_r
                          ray=RayOptions(actors=1))
     with pytest.raises(RayWorkerError, match=r"workers kept dying \(10 restarts.*rerun with --resume"):
         run_batch(config, DiesAtBuild(AnalysisOptions(face_mode="whole")))
+
+
+@pytest.mark.slow
+def test_ray_workers_build_the_detectors_and_write_their_panels(tmp_path, local_ray):
+    from ffaa.detectors.config import DetectorsConfig, parse_detectors
+
+    images = noise_images(tmp_path / "in", 3)
+    detectors = DetectorsConfig(parse_detectors("meso4=demo"))
+    factory = ScriptedAssistantFactory(AnalysisOptions(face_mode="whole"), detectors=detectors)
+    config = BatchConfig(out=tmp_path / "ray", inputs=(str(tmp_path / "in"),), progress=False,
+                         ray=RayOptions(actors=1, cpus_per_actor=0.5))
+    assert run_batch(config, factory).written == len(images)
+    faces = by_record(read_jsonl(tmp_path / "ray" / LOG_NAME), "face")
+    assert len(faces) == len(images)
+    assert all(f["detectors"]["members"][0]["detector"] == "meso4" for f in faces)
+    assert all(f["detectors"]["crop"] == "whole" for f in faces)

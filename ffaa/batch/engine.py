@@ -108,6 +108,8 @@ class Prepared:
     thumb: bytes | None = None
     error: ItemError | None = None
     seconds: float = 0.0
+    detection: dict[str, Any] | None = None  # the classic detectors over the whole video
+    detection_error: str | None = None
 
 
 class _Failed(Exception):
@@ -180,10 +182,28 @@ def _prepare_video(item: Item, assistant: Assistant, settings: EngineSettings) -
     scan = VideoScan(tuple(frames), sampler.partial, sampler.error, _video_info(sampler.info))
     if not frames:
         raise _Failed(ItemError("video", _no_frame(item, sampler.error), "InputError"))
+    detection, detection_error = _detect_video(item, assistant)
     if not jobs:
         error = ItemError("faces", f"no face found in any of the {len(frames)} sampled frames", "InputError")
         return Prepared(item, video=scan, thumb=thumb, error=error)
-    return Prepared(item, tuple(jobs), tuple(where), scan, thumb)
+    return Prepared(item, tuple(jobs), tuple(where), scan, thumb, detection=detection,
+                    detection_error=detection_error)
+
+
+def _detect_video(item: Item, assistant: Assistant) -> tuple[dict[str, Any] | None, str | None]:
+    """The classic detectors over the video (their own runs of consecutive frames and face
+    tracks); a failure here is recorded beside FFAA's result, not instead of it."""
+    if assistant.detectors is None:
+        return None, None
+    from ..detectors.video import detect_video
+    from ..report import video_detection_to_dict
+
+    try:
+        return video_detection_to_dict(detect_video(assistant.detectors, item.path)), None
+    except FfaaError as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 -- as in _stage: one odd file must not stop the batch
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def _no_frame(item: Item, error: str | None) -> str:
@@ -212,9 +232,11 @@ def _frame_jobs(item: Item, info, frame, assistant: Assistant) -> list[FaceJob]:
     image_info = ImageInfo(item.path, item.sha256 or "", frame.image.width, frame.image.height,
                            "RGB", info.container, (note,))
     try:
-        return assistant.face_jobs(LoadedImage(frame.image, image_info))
+        jobs = assistant.face_jobs(LoadedImage(frame.image, image_info))
     except InputError:
         return []
+    # The classic detectors score the video as a whole (clips of consecutive frames), not frame by frame.
+    return [replace(job, source=None) for job in jobs]
 
 
 def _video_info(info) -> dict[str, Any]:
@@ -281,13 +303,14 @@ def build_block(
     if p.video is not None:
         points = _timeline(p, outcomes)
         agg = aggregate(points, settings.video.rule, settings.video.threshold)
-        records.append(video_record(fields, agg.as_dict(), [asdict(pt) for pt in points], _decode(p.video)))
+        records.append(video_record(fields, agg.as_dict(), [asdict(pt) for pt in points], _decode(p.video),
+                                    p.detection, p.detection_error))
         overall = FaceOutcome(agg.score, agg.verdict)
     else:
         overall = combine(outcomes)
     if error:
         records.append(error_record(fields, error.stage, error.reason, error.error_type))
-    summary = _summary(p, outcomes, overall, error)
+    summary = replace(_summary(p, outcomes, overall, error), **_detector_summary(p, reports))
     records.append(item_record(fields, summary, p.seconds, item_thumb))
     return Block(tuple(records), tuple(thumbs))
 
@@ -338,6 +361,26 @@ def _summary(p: Prepared, outcomes, overall: FaceOutcome, error: ItemError | Non
         reason = "; ".join(filter(None, [reason, f"{undecided} of {len(outcomes)} faces undecided"]))
     return ItemSummary(status, len(outcomes), undecided, overall.verdict, _round(overall.score),
                        flagged=overall.verdict == "fake", reason=reason)
+
+
+def _detector_summary(p: Prepared, reports: Sequence[ForensicReport]) -> dict[str, Any]:
+    """The classic detectors' verdict for the item: the video's, or the image's deciding face's
+    (the first face they call fake, else the largest)."""
+    if p.detection is not None:
+        panel = p.detection.get("panel")
+        e = panel["ensemble"] if panel else None
+    else:
+        panels = [r.detectors for r in reports if r.detectors is not None]
+        if not panels:
+            return {}
+        from ..detectors.items import deciding_face
+        from ..report import to_plain
+
+        faces = [(r.face, r.detectors) for r in reports if r.detectors is not None]
+        e = to_plain(panels[deciding_face(faces)].ensemble)
+    if e is None:
+        return {"detectors_verdict": None, "detectors_votes": "no face tracked"}
+    return {"detectors_verdict": e["verdict"], "detectors_votes": f"{e['fake_votes']}/{e['votes_cast']} fake"}
 
 
 def _thumb_name(item: Item, face: int | None = None) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..detectors.config import DetectorsConfig
     from ..pipeline import AnalysisOptions, Assistant
 
 
@@ -42,6 +43,7 @@ class ScriptedAssistantFactory:
     options: AnalysisOptions | None = None
     delay: float = 0.0
     broken_every: int = 0
+    detectors: DetectorsConfig | None = None
 
     def __call__(self) -> Assistant:
         from ..backends.scripted import ScriptedBackend
@@ -49,7 +51,12 @@ class ScriptedAssistantFactory:
         from ..pipeline import Assistant
 
         backend = ScriptedBackend(delay=self.delay, broken_every=self.broken_every)
-        return Assistant(backend, MajorityDecider(), options=self.options)
+        detectors = None
+        if self.detectors is not None:
+            from ..detectors.runner import DetectorSet
+
+            detectors = DetectorSet.load(self.detectors)
+        return Assistant(backend, MajorityDecider(), options=self.options, detectors=detectors)
 
     def describe(self) -> dict[str, Any]:
         return {"model": "scripted-rules", "delay": self.delay}

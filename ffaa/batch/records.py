@@ -106,11 +106,17 @@ def error_record(fields: dict[str, Any], stage: str, reason: str, error_type: st
 
 
 def video_record(
-    fields: dict[str, Any], aggregate: dict[str, Any], timeline: list[dict[str, Any]], decode: dict[str, Any]
+    fields: dict[str, Any], aggregate: dict[str, Any], timeline: list[dict[str, Any]], decode: dict[str, Any],
+    detectors: dict[str, Any] | None = None, detectors_error: str | None = None,
 ) -> dict[str, Any]:
-    """A video's aggregate verdict, its per-frame timeline, and how decoding went."""
-    return {"schema": BATCH_SCHEMA, "record": "video", "batch": fields, "aggregate": aggregate,
-            "timeline": timeline, "decode": decode, "partial": bool(decode.get("partial"))}
+    """A video's aggregate verdict, its per-frame timeline, how decoding went, and (with
+    --detectors) the classic detectors' face tracks and verdict."""
+    record = {"schema": BATCH_SCHEMA, "record": "video", "batch": fields, "aggregate": aggregate,
+              "timeline": timeline, "decode": decode, "partial": bool(decode.get("partial"))}
+    if detectors is not None or detectors_error is not None:
+        record["detectors"] = detectors
+        record["detectors_error"] = detectors_error
+    return record
 
 
 def item_record(fields: dict[str, Any], summary: ItemSummary, seconds: float, thumb: str | None) -> dict[str, Any]:
@@ -135,6 +141,8 @@ class ItemSummary:
     flagged: bool = False
     reason: str | None = None
     stage: str | None = None
+    detectors_verdict: str | None = None  # the classic detectors' vote, with --detectors
+    detectors_votes: str | None = None  # e.g. "3/5 fake"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -215,7 +215,8 @@ def _num(value: float | None) -> str:
 # -- CSV -------------------------------------------------------------------------------------
 
 CSV_COLUMNS = ("level", "item_id", "kind", "mode", "status", "verdict", "score", "face_index", "frame_index",
-               "timestamp", "forgery_type", "difficulty", "decided_by", "label", "reason", "path", "paths", "sha256")
+               "timestamp", "forgery_type", "difficulty", "decided_by", "label", "reason", "path", "paths", "sha256",
+               "detectors_verdict", "detectors_votes")
 
 
 def to_csv(s: BatchSummary) -> str:
@@ -235,7 +236,8 @@ def _item_row(v: ItemView) -> dict[str, Any]:
     return {"level": "item", "item_id": b["item_id"], "kind": b["kind"], "mode": b["mode"],
             "status": v.item["status"], "verdict": v.item.get("verdict"), "score": v.item.get("score"),
             "label": b.get("label"), "reason": v.item.get("reason"), "path": b["path"],
-            "paths": ";".join(b["paths"]), "sha256": b.get("sha256")}
+            "paths": ";".join(b["paths"]), "sha256": b.get("sha256"),
+            "detectors_verdict": v.item.get("detectors_verdict"), "detectors_votes": v.item.get("detectors_votes")}
 
 
 def _face_row(v: ItemView, face: dict[str, Any]) -> dict[str, Any]:
@@ -244,7 +246,16 @@ def _face_row(v: ItemView, face: dict[str, Any]) -> dict[str, Any]:
             "score": summ["forgery_score"], "face_index": face.get("face_index"),
             "frame_index": fb.get("frame_index"), "timestamp": fb.get("timestamp"),
             "forgery_type": summ.get("forgery_type"), "difficulty": summ.get("difficulty"),
-            "decided_by": face["decision"]["method"], "reason": face["decision"].get("note") or ""}
+            "decided_by": face["decision"]["method"], "reason": face["decision"].get("note") or "",
+            **_face_detectors(face)}
+
+
+def _face_detectors(face: dict[str, Any]) -> dict[str, Any]:
+    panel = face.get("detectors")
+    if not panel:
+        return {"detectors_verdict": None, "detectors_votes": None}
+    e = panel["ensemble"]
+    return {"detectors_verdict": e["verdict"], "detectors_votes": f"{e['fake_votes']}/{e['votes_cast']} fake"}
 
 
 def _safe(row: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import FfaaError
 from .common import add_analysis_args, add_model_args
-from .detector_args import add_detector_args
+from .detector_args import add_detector_args, detectors_config
 
 VIDEO_RULES = ("mean", "fake-share", "max")
 
@@ -118,6 +118,7 @@ def build_config(args: argparse.Namespace):
 
     _check(args)
     options = analysis_options(args)
+    detectors = detectors_config(args)  # checked now: a bad checkpoint path must not leave a folder behind
     video = VideoOptions(args.every_seconds, args.frames_per_video, args.max_frames,
                          args.video_rule.replace("-", "_"), args.video_threshold)
     engine = EngineSettings("triage" if args.triage else "full", args.triage_threshold, video, not args.no_thumbnails)
@@ -129,7 +130,7 @@ def build_config(args: argparse.Namespace):
         progress=not args.no_progress, ray=ray,
     )
     if args.backend == "scripted":
-        return config, ScriptedAssistantFactory(options, delay=args.scripted_delay)
+        return config, ScriptedAssistantFactory(options, delay=args.scripted_delay, detectors=detectors)
     return config, CliAssistantFactory.from_namespace(args)
 
 
