@@ -129,7 +129,7 @@ def _decision(d: dict[str, Any]) -> Decision:
     )
 
 
-def _box(d: dict[str, Any] | None) -> FaceBox | None:
+def box_from_dict(d: dict[str, Any] | None) -> FaceBox | None:
     if d is None:
         return None
     crop = d.get("crop")
@@ -193,7 +193,7 @@ def video_detection_to_dict(v: VideoDetection) -> dict[str, Any]:
 def video_detection_from_dict(d: dict[str, Any]) -> VideoDetection:
     tracks = tuple(
         FaceTrack(t["track_id"], tuple(t["frames"]), tuple(t["timestamps"]),
-                  tuple(_box(b) for b in t["boxes"]), panel_from_dict(t["panel"]))
+                  tuple(box_from_dict(b) for b in t["boxes"]), panel_from_dict(t["panel"]))
         for t in d["tracks"]
     )
     return VideoDetection(tracks, panel_from_dict(d.get("panel")), d.get("deciding_track"),
@@ -209,7 +209,7 @@ def report_from_dict(d: dict[str, Any]) -> ForensicReport:
     return ForensicReport(
         image=ImageInfo(**{**img, "notes": tuple(img.get("notes", ()))}),
         face_index=d.get("face_index"),
-        face=_box(d.get("face")),
+        face=box_from_dict(d.get("face")),
         candidates=tuple(_candidate(c) for c in d["candidates"]),
         decision=_decision(d["decision"]),
         provenance=_provenance(d["provenance"]),

@@ -76,7 +76,8 @@ def _detect(dset, item, mode: str, label: str | None) -> dict:
         return error_record(item.item_id, item.path, label, item.sha256, str(exc))
     except (RuntimeError, ValueError, OSError) as exc:  # one broken file must not end the run
         return error_record(item.item_id, item.path, label, item.sha256, f"{item.path}: {one_line(exc)}")
-    return {**item_record(found, item.item_id, label, item.sha256, paths), "key": item.key}
+    return {**item_record(found, item.item_id, label, item.sha256, paths), "key": item.key,
+            "detectors": dict(dset.provenance())}
 
 
 def _finish(args, out: Path | None, records: list[dict], errors: list[dict]) -> int:

@@ -62,9 +62,18 @@ def _detection(sub) -> None:
 
 def _ensemble(sub) -> None:
     p = sub.add_parser("ensemble", help="several detectors: threshold rule and majority vote",
-                       description="Each detector says fake iff P > threshold; the ensemble takes the majority.")
-    p.add_argument("table", metavar="TABLE", help="JSON (threshold, detectors, items with probabilities) or CSV id,label,<detector>...")
-    p.add_argument("--threshold", type=float, default=None, help="overrides the table's threshold")
+                       description="Each detector says fake iff P > threshold; the ensemble takes the majority. "
+                                   "From a table of probabilities (TABLE), or from a real run (--reports: "
+                                   "detect.jsonl of `ffaa detect`, reports.jsonl of `ffaa batch --detectors`) "
+                                   "with accuracy, recall, bACC, AUC and seconds per file, and a cross-validated "
+                                   "logistic-regression fusion beside the vote.")
+    p.add_argument("table", nargs="?", metavar="TABLE",
+                   help="JSON (threshold, detectors, items with probabilities) or CSV id,label,<detector>...")
+    p.add_argument("--reports", metavar="JSONL", help="a run's detect.jsonl or reports.jsonl instead of a table")
+    p.add_argument("--labels", metavar="PATH",
+                   help="with --reports: true labels (benchmark folder, CSV/JSONL id,label) when the run has none")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="overrides the table's threshold (with --reports: default 0.70, the talk's rule)")
     p.add_argument("--tie", choices=("real", "fake"), default="real",
                    help="verdict on an exact tie of votes (default real: a tie is no majority for fake)")
     p.add_argument("--out", type=Path, metavar="DIR", help="write ensemble.json/.md here")
@@ -219,8 +228,25 @@ def _left_out(c) -> str:
 
 
 def run_ensemble(args: argparse.Namespace) -> int:
-    from ..eval.ensemble import evaluate_ensemble, load_table, to_markdown
     from ..types import Verdict
+
+    if (args.table is None) == (args.reports is None):
+        raise FfaaError("give a TABLE or --reports JSONL (one of them)")
+    if args.labels and not args.reports:
+        raise FfaaError("--labels goes with --reports (a table carries its own labels)")
+    if args.reports:
+        from ..detectors.vote import VoteRule
+        from ..eval.ensemble_runs import evaluate_run
+        from ..eval.ensemble_runs import to_markdown as run_markdown
+
+        try:
+            rule = VoteRule(threshold=0.70 if args.threshold is None else args.threshold, tie=Verdict(args.tie))
+        except ValueError as exc:
+            raise FfaaError(f"--threshold: {exc}") from None
+        result = evaluate_run(args.reports, args.labels, rule)
+        _show_and_save(result, run_markdown(result), args.out, "ensemble")
+        return 0
+    from ..eval.ensemble import evaluate_ensemble, load_table, to_markdown
 
     result = evaluate_ensemble(load_table(args.table), args.threshold, Verdict(args.tie))
     _show_and_save(result, to_markdown(result), args.out, "ensemble")
