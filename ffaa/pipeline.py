@@ -98,6 +98,10 @@ class Assistant:
         self.options = options or AnalysisOptions()
         self.detectors = detectors
 
+    def with_options(self, **changes) -> Assistant:
+        """The same models (backend, decider, detectors) with some analysis options changed."""
+        return Assistant(self.backend, self.decider, self.prompts, replace(self.options, **changes), self.detectors)
+
     # -- steps ------------------------------------------------------------------------------
 
     def load(self, source: "str | Path | LoadedImage") -> "LoadedImage":

@@ -66,8 +66,14 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app_url(files):
+    pytest.importorskip("torch")
+    from ffaa.detectors.config import DetectorsConfig, parse_detectors
+    from ffaa.detectors.runner import DetectorSet
+
     examples = (str(files["face"]),)
-    demo = build_ui(Assistant(EchoBackend(delay=0.04), MajorityDecider()), UiOptions(examples=examples, demo=True))
+    detectors = DetectorSet.load(DetectorsConfig(parse_detectors("meso4=demo,xception=demo")))
+    assistant = Assistant(EchoBackend(delay=0.04), MajorityDecider(), detectors=detectors)
+    demo = build_ui(assistant, UiOptions(examples=examples, demo=True))
     url = launch(demo, ServerOptions(port=free_port(), quiet=True), block=False)
     yield url
     demo.close()
@@ -107,6 +113,9 @@ def test_analysis_follow_up_downloads_and_errors(page, files, tmp_path):
     for label in ("Probability of forgery", "Forgery type", "Match score", "Difficulty"):
         assert label in facts
     assert page.locator("#ffaa-faces img").get_attribute("src")
+    detectors = page.locator("#ffaa-verdict .ffaa-detectors")  # the classic detectors beside FFAA's answer
+    assert "Classic detectors" in detectors.inner_text()
+    assert re.search(r"Meso4\s+0\.\d{3}\s+(real|fake)\s+\d+\.\d\d s", detectors.inner_text())
     reasoning = page.locator("#ffaa-chat").get_by_text(f"Scripted reasoning: the skin texture and boundaries look {verdict}")
     assert not reasoning.is_visible()  # collapsed until asked for
     page.locator("#ffaa-chat .thought", has_text="Reasoning — Face 1").locator(".title").click()

@@ -274,3 +274,25 @@ def test_history_is_capped_by_length_too(astronaut):
     turns = conversation(case, 0, "next?", keep=6, max_chars=6000)
     assert [q for q, _ in turns[1:]] == ["q1", "q2", "next?"]  # q0 would exceed 6000 characters
     assert conversation(case, 0, "next?", keep=0)[1:] == [("next?", None)]
+
+
+def test_detectors_are_shown_beside_ffaas_answer_and_in_the_downloads(astronaut, tmp_path):
+    pytest.importorskip("torch")
+    from ffaa.detectors.config import DetectorsConfig, parse_detectors
+    from ffaa.detectors.runner import DetectorSet
+
+    detectors = DetectorSet.load(DetectorsConfig(parse_detectors("meso4=demo,i3d=demo")))
+    assistant = Assistant(HostileBackend(), MajorityDecider(), detectors=detectors)
+    with open(astronaut, "rb") as fh:
+        case = analyze_pending(assistant, open_upload(fh, astronaut.name, assistant, None, "faces"))
+    panel = case.threads[0].report.detectors
+    assert panel is not None and [m.detector for m in panel.members] == ["meso4", "i3d"]
+    cards = verdict_cards_html(case)
+    assert "Classic detectors" in cards and "Meso4" in cards and "DF40 - i3d" in cards
+    assert re.search(r"<td>Meso4</td><td>0\.\d{3}</td><td>(real|fake)</td><td>\d+\.\d\d s</td>", cards)
+    assert "n/a: a clip detector needs a video" in cards
+    assert "DEMO detectors" in cards
+    html_file = case_html(case)
+    assert "Classic detectors" in html_file and "<img src=x" not in html_file
+    assert "## Classic detectors" in case_markdown(case)
+    assert case_record(case)["reports"][0]["detectors"]["members"][0]["detector"] == "meso4"

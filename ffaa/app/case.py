@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from ..backends.base import GenerationRequest
 from ..errors import InputError
-from ..pipeline import AnalysisOptions, Assistant, FaceJob
+from ..pipeline import Assistant, FaceJob
 from ..types import Candidate, DecodingSettings, ForensicReport, ImageInfo
 
 if TYPE_CHECKING:
@@ -163,8 +163,7 @@ def _engine_for(assistant: Assistant, pending: PendingImage) -> Assistant:
     """
     mode = "whole" if pending.face_mode == "whole" else "auto"
     question = pending.question if pending.question is not None else assistant.options.question
-    options: AnalysisOptions = replace(assistant.options, face_mode=mode, question=question)
-    return Assistant(assistant.backend, assistant.decider, assistant.prompts, options)
+    return assistant.with_options(face_mode=mode, question=question)
 
 
 def _thread(job: FaceJob, report: ForensicReport) -> FaceThread:

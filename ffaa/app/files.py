@@ -22,7 +22,7 @@ from typing import Any
 
 from ..report import report_to_dict, to_markdown
 from .case import Case, Turn
-from .render import annotated_image, esc, facts, verdict_word
+from .render import annotated_image, detectors_html, esc, facts, verdict_word
 
 CASE_SCHEMA = "ffaa.case/1"
 
@@ -146,6 +146,8 @@ def _face_section(case: Case, index: int) -> str:
         out += [f"<h3>Description</h3><p>{esc(final.description)}</p>",
                 f"<h3>Reasoning</h3><p>{esc(final.reasoning)}</p>"]
     out += [f'<p class="note">{esc(w)}</p>' for w in report.warnings]
+    if report.detectors is not None:
+        out.append(detectors_html(report.detectors))
     out.append("<h3>Candidates</h3><ol start=\"0\">")
     for cand in report.candidates:
         verdict = cand.answer.verdict.value if cand.answer else f"not parsed ({cand.parse.error})"

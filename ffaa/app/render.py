@@ -12,7 +12,7 @@ import html
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..types import Candidate, ForensicReport, Verdict
+from ..types import Candidate, DetectorPanel, ForensicReport, Verdict
 from .case import Case, FaceThread, Turn, chosen_candidate
 
 if TYPE_CHECKING:
@@ -89,11 +89,39 @@ def _card(thread: FaceThread) -> str:
     report = thread.report
     word = verdict_word(report)
     rows = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts(report))
+    detectors = detectors_html(report.detectors) if report.detectors is not None else ""
     return (
         f'<div class="ffaa-card" data-verdict="{esc(word.lower())}">'
         f'<div class="ffaa-card-head"><span class="ffaa-face">{esc(thread.label)}</span>'
         f'<span class="ffaa-badge ffaa-{esc(word.lower())}">{esc(word)}</span></div>'
-        f'<dl class="ffaa-facts">{rows}</dl></div>'
+        f'<dl class="ffaa-facts">{rows}</dl>{detectors}</div>'
+    )
+
+
+def detectors_html(panel: DetectorPanel) -> str:
+    """The classic detectors beside FFAA's answer: each one's P(fake), vote and time, then
+    their majority vote (and whether FFAA's verdict was one of the votes)."""
+    e = panel.ensemble
+    word = e.verdict.value.upper() if e.verdict else "NO VERDICT"
+    head = "<tr><th>Detector</th><th>P(fake)</th><th>Vote</th><th>Time</th></tr>"
+    rows = []
+    for m in panel.members:
+        if m.probability is None:
+            rows.append(f"<tr><td>{esc(m.title)}</td><td colspan=\"3\">n/a: {esc(m.error or '')}</td></tr>")
+            continue
+        vote = m.vote.value if m.vote else "–"
+        rows.append(f'<tr data-vote="{esc(vote)}"><td>{esc(m.title)}</td><td>{m.probability:.3f}</td>'
+                    f"<td>{esc(vote)}</td><td>{m.seconds:.2f} s</td></tr>")
+    notes = [e.note, *panel.notes]
+    if e.ffaa_verdict is not None:
+        notes.append(f"FFAA's verdict ({e.ffaa_verdict.value}) " + ("voted" if e.ffaa_voted else "is shown, not counted"))
+    note_html = "".join(f"<li>{esc(n)}</li>" for n in notes if n)
+    return (
+        f'<div class="ffaa-detectors"><div class="ffaa-det-head">Classic detectors: '
+        f'<span class="ffaa-det-badge ffaa-{esc(word.lower().replace(" ", "-"))}">{esc(word)}</span> '
+        f"{e.fake_votes}/{e.votes_cast} fake votes</div>"
+        f'<table>{head}{"".join(rows)}</table><p class="ffaa-det-rule">{esc(e.rule)}</p>'
+        + (f"<ul>{note_html}</ul>" if note_html else "") + "</div>"
     )
 
 

@@ -360,6 +360,10 @@ CSS = """
 .ffaa-fake { background: #dc2626; } .ffaa-real { background: #16a34a; } .ffaa-undecided { background: #64748b; }
 .ffaa-facts { display: grid; grid-template-columns: auto 1fr; gap: .15rem .8rem; margin: 0; }
 .ffaa-facts dt { color: var(--body-text-color-subdued); } .ffaa-facts dd { margin: 0; font-weight: 600; }
+.ffaa-detectors { margin-top: .6rem; font-size: .9em; }
+.ffaa-det-badge { font-weight: 700; padding: 0 .5rem; border-radius: 999px; color: #fff; } .ffaa-no-verdict { background: #64748b; } .ffaa-detectors table { border-collapse: collapse; width: 100%; }
+.ffaa-detectors th, .ffaa-detectors td { text-align: left; padding: .15rem .4rem; border-bottom: 1px solid var(--border-color-primary); }
+.ffaa-detectors tr[data-vote="fake"] td { color: rgb(220, 38, 38); } .ffaa-det-rule { color: var(--body-text-color-subdued); margin: .2rem 0; }
 .ffaa-notes { margin: .5rem 0 0 1rem; color: #92400e; font-size: .9em; }
 .ffaa-demo { margin-top: .5rem; background: #fef3c7; color: #92400e; padding: .4rem .6rem; border-radius: 6px; }
 .ffaa-error { background: #fef2f2; border: 1px solid #fecaca; color: #991b1b; padding: .6rem .8rem; border-radius: 6px; }
