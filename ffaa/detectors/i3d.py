@@ -136,7 +136,10 @@ class BasicHead(nn.Module):
         self.projection = nn.Linear(dim_in, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.pathway0_avgpool(x).flatten(1)  # [B, 2048, 1, 1, 1] -> [B, 2048]
+        dtype = x.dtype
+        if x.device.type == "cpu" and dtype != torch.float32:  # no half-precision avg_pool3d on CPU
+            x = x.float()
+        x = self.pathway0_avgpool(x).flatten(1).to(dtype)  # [B, 2048, 1, 1, 1] -> [B, 2048]
         return self.projection(self.dropout(x))
 
 

@@ -70,7 +70,7 @@ def face_crops(image: Image.Image | np.ndarray, box: FaceBox | None, sizes: Sequ
     return FaceCrops({s: align.box_crop(pixels, box, s, BOX_SCALE) for s in sizes}, "box")
 
 
-def build_demo_network(spec: DetectorSpec, seed: int = 0):
+def build_demo_network(spec: DetectorSpec, seed: int = 0, full: bool = False):
     """The spec's network with seeded random weights (small variants where they exist).
 
     PyTorch's default init makes deep networks give nearly the same output for every input
@@ -82,7 +82,7 @@ def build_demo_network(spec: DetectorSpec, seed: int = 0):
 
     from .checkpoint import build_network
 
-    variant = DEMO_VARIANT.get(spec.name, "full")
+    variant = "full" if full else DEMO_VARIANT.get(spec.name, "full")
     torch.manual_seed(seed)
     net = build_network(spec, variant)
     generator = torch.Generator().manual_seed(seed)
