@@ -21,6 +21,7 @@ the sigmoid (registry `output="sigmoid"`). The fixed pooling kernel makes the in
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 BN_EPS = 1e-5
