@@ -227,3 +227,37 @@ def test_detect_flags_are_checked_before_anything_loads(capsys, tmp_path):
     assert "not empty" in capsys.readouterr().err
     assert main(["analyze", "x.jpg", "--threshold", "0.5", "--demo"]) == 2
     assert "--threshold applies to the classic detectors" in capsys.readouterr().err
+
+
+def test_the_assistant_shares_its_faces_with_the_detectors(faces, tmp_path):
+    from PIL import Image
+
+    from ffaa.backends.scripted import ScriptedBackend
+    from ffaa.decision import MajorityDecider
+    from ffaa.pipeline import Assistant
+
+    path = tmp_path / "face.png"
+    Image.fromarray(np.pad(faces["astronaut"], ((40, 40), (40, 40), (0, 0)), constant_values=128)).save(path)
+    assistant = Assistant(ScriptedBackend(), MajorityDecider(), detectors=small_set())
+    report = assistant.analyze(path)[0]
+    panel = report.detectors
+    assert panel is not None and panel.crop == "aligned"
+    assert panel.ensemble.ffaa_verdict is report.decision.verdict and not panel.ensemble.ffaa_voted
+    assert dict(report.provenance.detectors) == {"frame_net": "test", "clip_net": "test"}
+    assert "detectors" in dict(report.provenance.timings)
+    plain = Assistant(ScriptedBackend(), MajorityDecider()).analyze(path)[0]
+    assert plain.detectors is None and "detectors" not in dict(plain.provenance.timings)
+    assert plain.face == report.face  # the same face box either way
+
+
+@pytest.mark.slow
+def test_analyze_json_carries_the_panel(capsys):
+    real = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "images" / "real_celeba3.jpg"
+    if not real.is_file():
+        pytest.skip("fixture image missing")
+    assert main(["analyze", str(real), "--demo", "--detectors", "meso4=demo", "--ffaa-votes", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)[0]
+    assert report["schema"] == "ffaa.report/2"
+    ensemble = report["detectors"]["ensemble"]
+    assert ensemble["ffaa_voted"] and ensemble["members"] == 2 and ensemble["votes_cast"] == 2
+    assert report["provenance"]["detectors"] == {"meso4": "demo"}

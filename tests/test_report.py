@@ -48,6 +48,30 @@ def test_json_round_trip_is_exact():
     assert data["candidates"][1]["parse"]["error"].startswith("no 'Analysis result'")
 
 
+def test_round_trip_with_a_detector_panel_and_schema_1_still_reads():
+    from dataclasses import replace
+
+    from ffaa.detectors.vote import VoteRule, decide
+    from ffaa.report import panel_lines
+    from ffaa.types import DetectorPanel, MemberScore, Verdict
+
+    members = (MemberScore("xception", "DF40 - Xception", 0.91, Verdict.FAKE, 0.7, "frame", (0.91,), 0.12),
+               MemberScore("sta", "StA4Deepfake", None, None, 0.7, "clip", error="a clip detector needs a video"))
+    panel = DetectorPanel(members, decide({"xception": 0.91, "sta": None}, VoteRule(), Verdict.REAL), "aligned")
+    report = replace(make_report(), detectors=panel,
+                     provenance=replace(make_report().provenance, detectors=(("xception", "/w/x.pth"),)))
+    data = json.loads(json.dumps(report_to_dict(report)))
+    assert data["schema"] == "ffaa.report/2" and data["provenance"]["detectors"] == {"xception": "/w/x.pth"}
+    assert report_from_dict(data) == report
+    old = {**report_to_dict(make_report()), "schema": "ffaa.report/1"}
+    old.pop("detectors")
+    assert report_from_dict(old).detectors is None
+    lines = "\n".join(panel_lines(panel))
+    assert "DF40 - Xception  0.910  fake" in lines and "n/a   (a clip detector needs a video)" in lines
+    assert "FFAA's verdict: real (not a voter)" in lines and "no vote: sta" in lines
+    assert "## Classic detectors" in to_markdown(report) and "| DF40 - Xception | 0.910 | fake |" in to_markdown(report)
+
+
 def test_from_dict_refuses_foreign_records():
     with pytest.raises(ValueError, match="not an ffaa report"):
         report_from_dict({"schema": "other"})

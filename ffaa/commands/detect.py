@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
     from ..batch.inputs import discover
     from ..detectors.runner import DetectorSet
 
+    if args.ffaa_votes:
+        raise FfaaError("--ffaa-votes adds FFAA's verdict to the vote, and `ffaa detect` runs no FFAA: "
+                        "use it with ffaa analyze, batch or app")
     config = detectors_config(args)
     out = _prepare_out(args.out, args.resume) if args.out else None
     discovery = discover(args.inputs, exclude=args.out)
@@ -87,6 +90,11 @@ def _finish(args, out: Path | None, records: list[dict], errors: list[dict]) -> 
         print(json.dumps(records + errors, indent=2, ensure_ascii=False))
     else:
         print(text_table(records, errors))
+        for r in records:
+            if r["verdict"] is None:
+                print(f"note: {r['id']}: " + ("; ".join(r["notes"]) or "no verdict"))
+        if any("demo" in str(w) for r in records for w in r.get("detectors", {}).values()):
+            print("DEMO detectors (random weights): these probabilities are noise")
         scores = scores_table(records)
         if scores:
             print("\n" + scores)
