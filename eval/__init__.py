@@ -13,3 +13,10 @@ Modules (import the one you need; this package imports nothing at import time):
 - `benchmarks`, `run`: OW-FFA-Bench folders, and running the assistant over them.
 - `results`: JSON output, provenance and `ffaa eval compare`.
 """
+
+# `eval/` sits at the top of the checkout but is the package `ffaa.eval`. With the checkout's root
+# on sys.path (`python app.py`, `python -c` there) it could also load as plain `eval`, and each of
+# its modules a second time beside `ffaa.eval.*`, with classes of their own: refuse that name.
+if __name__ != "ffaa.eval":
+    raise ImportError(f"import ffaa.eval, not {__name__}: eval/ is installed as the package ffaa.eval",
+                      name=__name__)

@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
-from ..jsonio import read_json
+from ffaa.errors import InputError
+from ffaa.jsonio import read_json
+
 from .labels import MAX_LISTED, Label, LabelSet, build_label_set, parse_label
 from .matching import normalize_id
 

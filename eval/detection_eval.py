@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..types import Verdict
+from ffaa.types import Verdict
+
 from . import detection as m
 from .labels import Label, LabelSet
 from .matching import PathIndex

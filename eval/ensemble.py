@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..detectors.vote import majority, vote
-from ..types import Verdict
+from ffaa.detectors.vote import majority, vote
+from ffaa.errors import InputError
+from ffaa.types import Verdict
+
 from .labels import parse_label
 
 

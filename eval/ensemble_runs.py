@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..detectors.vote import VoteRule, decide, vote
-from ..errors import InputError
-from ..types import Verdict
+from ffaa.detectors.vote import VoteRule, decide, vote
+from ffaa.errors import InputError
+from ffaa.types import Verdict
+
 from .detection import balanced_accuracy, confusion, defined, roc_auc
 from .ensemble import Tally, score_voter
 from .labels import parse_label
@@ -95,7 +96,7 @@ class RunEnsembleResult:
 
 def load_run(path: str | Path) -> tuple[list[RunItem], dict[str, str], list[str]]:
     """Items of a detect or batch run, the detectors' titles, and problems found."""
-    from ..detectors.items import is_detect_record
+    from ffaa.detectors.items import is_detect_record
 
     lines = read_jsonl(path)
     records = [line.record for line in lines if line.record is not None]
@@ -113,7 +114,7 @@ def load_run(path: str | Path) -> tuple[list[RunItem], dict[str, str], list[str]
 
 
 def _demo(record: dict[str, Any]) -> bool:
-    from ..detectors.items import is_detect_record
+    from ffaa.detectors.items import is_detect_record
 
     weights = record.get("detectors") if is_detect_record(record) else (record.get("provenance") or {}).get("detectors")
     return isinstance(weights, dict) and any(str(w).startswith("demo") for w in weights.values())
@@ -161,8 +162,8 @@ def _file_seconds(r: dict[str, Any]) -> dict[str, float]:
 
 
 def _from_batch(records: list[dict], problems: list[str]) -> tuple[list[RunItem], dict[str, str]]:
-    from ..detectors.items import deciding_face
-    from ..report import box_from_dict, panel_from_dict
+    from ffaa.detectors.items import deciding_face
+    from ffaa.report import box_from_dict, panel_from_dict
 
     titles: dict[str, str] = {}
     by_key: dict[str, dict[str, Any]] = {}

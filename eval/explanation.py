@@ -52,10 +52,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..errors import InputError, MissingDependencyError
-from ..lazy import require
-from ..parsing import parse_answer
-from ..types import ForgeryType, Verdict
+from ffaa.errors import InputError, MissingDependencyError
+from ffaa.lazy import require
+from ffaa.parsing import parse_answer
+from ffaa.types import ForgeryType, Verdict
+
 from .results import InputFile, ProvenanceGroup
 from .texts import Compare, Pair, Pairing, TextSet, compared_texts
 

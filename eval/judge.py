@@ -18,16 +18,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ..prompts import load_judge_rubric, render, render_chat
-from ..types import DecodingSettings, Verdict
+from ffaa.prompts import load_judge_rubric, render, render_chat
+from ffaa.types import DecodingSettings, Verdict
+
 from .results import InputFile, ProvenanceGroup
 from .texts import Pair, Pairing
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from ..backends.base import Backend
-    from ..prompts import PromptSet
+    from ffaa.backends.base import Backend
+    from ffaa.prompts import PromptSet
 
 NO_REFERENCE = "(no reference analysis available)"
 UNKNOWN_LABEL = "unknown"
@@ -62,7 +63,7 @@ class BackendJudge:
     def __init__(self, backend: Backend, prompts: PromptSet | None = None,
                  settings: DecodingSettings | None = None, image: Image.Image | None = None,
                  system: str | None = None):
-        from ..prompts import load_prompt_set
+        from ffaa.prompts import load_prompt_set
 
         self.backend = backend
         self.prompts = prompts or load_prompt_set()
@@ -72,7 +73,7 @@ class BackendJudge:
         self.name = f"{backend.info.name}:{backend.info.model_id}"
 
     def judge(self, prompt: str) -> str:
-        from ..backends.base import GenerationRequest
+        from ffaa.backends.base import GenerationRequest
 
         text = render_chat(self.prompts.chat_template, self.system, [(prompt, None)], with_image=True)
         return self.backend.generate([GenerationRequest(self.image, text)], self.settings)[0].text

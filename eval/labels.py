@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..types import ForgeryType, Verdict
+from ffaa.errors import InputError
+from ffaa.types import ForgeryType, Verdict
+
 from .matching import normalize_id
 
 MAX_LISTED = 10  # problems listed by name; the rest are counted

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..lazy import require
+from ffaa.lazy import require
+
 from . import detection as m
 
 if TYPE_CHECKING:

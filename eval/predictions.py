@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..report import READABLE_SCHEMAS, is_report_schema
-from ..report import report_from_dict
-from ..types import Verdict
+from ffaa.errors import InputError
+from ffaa.report import READABLE_SCHEMAS, is_report_schema
+from ffaa.report import report_from_dict
+from ffaa.types import Verdict
+
 from .labels import note_problem
 from .results import ProvenanceGroup, provenance_groups
 

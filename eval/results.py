@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ffaa.errors import InputError
 
 SCHEMA = "ffaa.eval/1"
 

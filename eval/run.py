@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ffaa.errors import InputError
+
 from .benchmarks import Benchmark, load_benchmark
 from .detection_eval import (
     DetectionEvaluation,

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import InputError
-from ..parsing import parse_answer
-from ..report import READABLE_SCHEMAS, is_report_schema
-from ..report import report_from_dict
-from ..types import Verdict
+from ffaa.errors import InputError
+from ffaa.parsing import parse_answer
+from ffaa.report import READABLE_SCHEMAS, is_report_schema
+from ffaa.report import report_from_dict
+from ffaa.types import Verdict
+
 from .labels import note_problem, parse_label
 from .matching import PathIndex
 from .predictions import BATCH_SCHEMA, is_report, read_jsonl

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 from PIL import Image
@@ -55,10 +56,22 @@ def predictor_available() -> bool:
     return True
 
 
+# The optional packages (the `faces` extra), imported on first use so that the geometry below
+# needs numpy only; a missing one is a MissingDependencyError that names the extra.
+
+
+def _dlib() -> ModuleType:
+    return require("dlib", "faces", "facial landmarks")
+
+
+def _cv2(feature: str) -> ModuleType:
+    return require("cv2", "faces", feature)
+
+
 def _get_predictor():
     global _predictor
     if _predictor is None:
-        dlib = require("dlib", "faces", "facial landmarks")
+        dlib = _dlib()
         models = require("face_recognition_models", "faces", "facial landmarks")
         _predictor = dlib.shape_predictor(models.pose_predictor_model_location())
     return _predictor
@@ -66,7 +79,7 @@ def _get_predictor():
 
 def landmarks(image: Image.Image | np.ndarray, box: FaceBox) -> Landmarks:
     """dlib's 68 landmarks of the face in `box` (exclusive right/bottom, as FaceBox has it)."""
-    dlib = require("dlib", "faces", "facial landmarks")
+    dlib = _dlib()
     pixels = np.asarray(image if not isinstance(image, Image.Image) else image.convert("RGB"))
     rect = dlib.rectangle(int(box.left), int(box.top), int(box.right) - 1, int(box.bottom) - 1)
     with _predictor_lock:  # dlib objects are not safe to share between threads
@@ -109,7 +122,7 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 def aligned_crop(image: Image.Image | np.ndarray, points: Landmarks, size: int = 256,
                  scale: float = MARGIN_SCALE) -> np.ndarray:
     """DeepfakeBench's aligned face: RGB uint8 [size, size, 3]."""
-    cv2 = require("cv2", "faces", "face alignment")
+    cv2 = _cv2("face alignment")
     pixels = np.asarray(image if not isinstance(image, Image.Image) else image.convert("RGB"))
     matrix = similarity_transform(points.five(), template(size, scale))
     return cv2.warpAffine(pixels, matrix, (size, size))
@@ -119,7 +132,7 @@ def box_crop(image: Image.Image | np.ndarray, box: FaceBox, size: int = 256,
              scale: float = MARGIN_SCALE) -> np.ndarray:
     """A square of `scale` x the box's longer side around its centre, resized to `size` with
     bilinear interpolation (black outside the image): the fallback without landmarks."""
-    cv2 = require("cv2", "faces", "face cropping")
+    cv2 = _cv2("face cropping")
     pixels = np.asarray(image if not isinstance(image, Image.Image) else image.convert("RGB"))
     side = scale * max(box.width, box.height)
     cx, cy = (box.left + box.right) / 2.0, (box.top + box.bottom) / 2.0

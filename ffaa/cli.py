@@ -2,6 +2,9 @@
 `add_parser(subparsers)`, which registers its arguments and sets `func` to its entry point.
 Errors meant for users (FfaaError) print one line and exit 2; nothing heavy is imported until a
 subcommand runs.
+
+Library modules log through `logging.getLogger(__name__)` and never configure logging; while a
+command runs, `cli_logging` shows ffaa's messages on stderr as plain lines (see there).
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import argparse
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from .errors import FfaaError
 
@@ -32,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ffaa", description="Explainable face-forgery forensic assistant (FFAA on a current stack)."
     )
     parser.add_argument("--version", action="version", version=_version())
+    add_logging_args(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"ffaa.commands.{name}").add_parser(sub)
@@ -51,11 +56,84 @@ def quiet_third_party_logs() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+# -- messages on stderr ---------------------------------------------------------------------
+#
+# What a user saw before ffaa logged (plain `print`s to stderr) stays what they see: by default
+# WARNING and above, plus the INFO records a module marks as progress a user needs,
+#     log.info("converting %s ...", path, extra={"progress": True})
+# each as its bare message (a plain dict, so library modules need not import the CLI). -v adds
+# every INFO record and the logger's name, -vv DEBUG, -q keeps errors only.
+
+_FORMATS = ("%(message)s", "%(name)s: %(message)s")
+
+
+def add_logging_args(parser: argparse.ArgumentParser) -> None:
+    """-v/-vv/-q, shared by `ffaa` and `python app.py` so both print the same way."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more messages on stderr: -v all of ffaa's INFO (with the logger's name), -vv DEBUG")
+    g.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+
+
+def verbosity(args: argparse.Namespace) -> int:
+    """-1 with -q, else the number of -v (0 by default)."""
+    return -1 if getattr(args, "quiet", False) else int(getattr(args, "verbose", 0) or 0)
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record arrives, as `print(file=sys.stderr)` did
+    (pytest's capsys and `contextlib.redirect_stderr` swap it)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _shown_by_default(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or bool(getattr(record, "progress", False))
+
+
+def stderr_handler(level: int = 0) -> logging.Handler:
+    """The handler `cli_logging` installs, for verbosity `level` (-1 quiet, 0, 1 = -v, 2 = -vv)."""
+    handler = _Stderr()
+    handler.setFormatter(logging.Formatter(_FORMATS[level > 0]))
+    if level < 0:
+        handler.setLevel(logging.ERROR)
+    elif level == 0:
+        handler.addFilter(_shown_by_default)
+    return handler
+
+
+@contextmanager
+def cli_logging(level: int = 0) -> Iterator[None]:
+    """Show ffaa's log records on stderr while a command runs, then put the `ffaa` logger back as
+    it was: nothing is configured at import, and a command called in-process (tests) leaves no
+    handler behind. The records do not propagate meanwhile, so a root handler some library set
+    up cannot print them a second time."""
+    logger = logging.getLogger("ffaa")
+    saved = logger.level, logger.propagate
+    handler = stderr_handler(level)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if level > 1 else logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_third_party_logs()
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with cli_logging(verbosity(args)):
+            return int(args.func(args) or 0)
     except FfaaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

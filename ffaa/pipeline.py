@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .backends.base import Backend, Generation, GenerationRequest
 from .decision import Decider, MajorityDecider
 from .parsing import parse_answer
-from .prompts import PromptSet, load_prompt_set
+from .prompts import PromptSet, load_answer_format, load_prompt_set
 from .types import (
     Candidate,
     DecodingSettings,
@@ -145,8 +145,9 @@ class Assistant:
     def candidates(self, jobs: Sequence[FaceJob]) -> list[tuple[Candidate, ...]]:
         """Three candidates per face, generated together and ordered as FFAA orders them."""
         plans = [self.questions(job.info) for job in jobs]
+        end = load_answer_format().end_labels  # the parser's format: the backend stops where it ends
         requests = [
-            GenerationRequest(job.image, self.prompts.chat([(q, None)]))
+            GenerationRequest(job.image, self.prompts.chat([(q, None)]), end)
             for job, plan in zip(jobs, plans)
             for _, q in plan
         ]

@@ -78,6 +78,13 @@ class AnswerFormat:
     def label(self, key: str) -> str:
         return self.field(key).label
 
+    @property
+    def end_labels(self) -> tuple[str, ...]:
+        """The names of the field that closes an answer (its label and the short form the parser
+        accepts): a backend stops a row once it has written a complete line of one of them."""
+        last = self.fields[-1]
+        return (last.label, last.short)
+
 
 @dataclass(frozen=True)
 class PromptSet:

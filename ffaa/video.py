@@ -21,6 +21,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Literal
 
 from PIL import Image
@@ -213,7 +214,7 @@ class FrameSampler:
     # -- PyAV ------------------------------------------------------------------------------
 
     def _pyav_frames(self) -> Iterator[VideoFrame]:
-        av = require("av", "video", "video sampling")
+        av = _pyav()
         container, stream = self._container, self._container.streams.video[0]
         start, half = _stream_start(stream), _half_frame(self.info.fps)
         targets, count, last, error, sought = self._targets(), 0, None, None, None
@@ -247,7 +248,7 @@ class FrameSampler:
     # -- OpenCV ----------------------------------------------------------------------------
 
     def _cv2_frames(self) -> Iterator[VideoFrame]:
-        cv2 = require("cv2", "faces", "video sampling")
+        cv2 = _opencv()
         capture = self._capture
         targets, count, last, error = self._targets(), 0, None, None
         target = next(targets, None)
@@ -311,18 +312,30 @@ def _pick_backend(backend: Backend) -> str:
     if backend != "auto":
         return backend
     try:
-        require("av", "video", "video sampling")
+        _pyav()
         return "pyav"
     except MissingDependencyError as no_av:
         try:
-            require("cv2", "video", "video sampling")
+            _opencv()
         except MissingDependencyError:
-            raise no_av from None
+            raise no_av from None  # the preferred backend's extra is the one to suggest
         return "opencv"
 
 
+# The two optional backends, imported on first use: importing this module stays light, and a
+# missing one is a MissingDependencyError that names the extra to install.
+
+
+def _pyav() -> ModuleType:
+    return require("av", "video", "video sampling")
+
+
+def _opencv() -> ModuleType:
+    return require("cv2", "faces", "video sampling")
+
+
 def _open_pyav(path: Path):
-    av = require("av", "video", "video sampling")
+    av = _pyav()
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except PermissionError as exc:
@@ -468,7 +481,7 @@ def _normal_degrees(degrees: float) -> int:
 
 
 def _open_cv2(path: Path):
-    cv2 = require("cv2", "faces", "video sampling")
+    cv2 = _opencv()
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise InputError(f"{path}: not a readable video")
@@ -476,7 +489,7 @@ def _open_cv2(path: Path):
 
 
 def _cv2_info(path: Path, capture) -> VideoInfo:
-    cv2 = require("cv2", "faces", "video sampling")
+    cv2 = _opencv()
     fps = capture.get(cv2.CAP_PROP_FPS)
     fps = fps if fps > 0 else None
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -498,7 +511,7 @@ def _cv2_info(path: Path, capture) -> VideoInfo:
 
 
 def _cv2_time(capture, count: int, fps: float | None) -> float:
-    cv2 = require("cv2", "faces", "video sampling")
+    cv2 = _opencv()
     msec = capture.get(cv2.CAP_PROP_POS_MSEC)
     if msec > 0 or count == 0:
         return max(0.0, msec / 1000.0)

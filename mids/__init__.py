@@ -11,3 +11,10 @@ Importing this package is cheap (no torch). Import the submodule you need:
 * `ffaa.mids.heatmap`    - Grad-CAM over the CLIP patch grid;
 * `ffaa.mids.data`, `ffaa.mids.train` - training data schema and the training loop.
 """
+
+# `mids/` sits at the top of the checkout but is the package `ffaa.mids`. With the checkout's root
+# on sys.path (`python app.py`, `python -c` there) it could also load as plain `mids`, and each of
+# its modules a second time beside `ffaa.mids.*`, with classes of their own: refuse that name.
+if __name__ != "ffaa.mids":
+    raise ImportError(f"import ffaa.mids, not {__name__}: mids/ is installed as the package ffaa.mids",
+                      name=__name__)

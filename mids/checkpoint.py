@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ffaa.errors import CheckpointError
+from ffaa.models import FFAA
 from ffaa.tensorfile import read_metadata, read_tensor_file, unshared, write_safetensors
 
 from .net import (
@@ -159,7 +160,7 @@ def _is_mids_name(name: str) -> bool:
 
 
 _CLIP_LAYER = re.compile(r"image_encoder\.encoder\.layers\.(\d+)\.(.+)")
-FFAA_CLIP_LAYERS = 24  # openai/clip-vit-large-patch14-336
+FFAA_CLIP_LAYERS = FFAA.clip.num_hidden_layers
 
 
 def _clip_layers(state: Mapping[str, Tensor], dim: int) -> int | None:
@@ -224,10 +225,10 @@ def _looks_complete(state: Mapping[str, Tensor]) -> bool:
 
 def _resolve(path: Path) -> Path:
     if path.is_dir():
-        for name in ("mids.safetensors", "mids.pth"):
+        for name in ("mids.safetensors", FFAA.mids_file):
             if (path / name).is_file():
                 return path / name
-        raise CheckpointError(f"{path} holds neither mids.safetensors nor mids.pth")
+        raise CheckpointError(f"{path} holds neither mids.safetensors nor {FFAA.mids_file}")
     if not path.exists():
         raise CheckpointError(f"MIDS checkpoint {path} does not exist")
     return path

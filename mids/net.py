@@ -29,8 +29,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-FFAA_CLIP = "openai/clip-vit-large-patch14-336"
-FFAA_T5 = "t5-base"
+from ffaa.models import FFAA
+
+FFAA_CLIP = FFAA.clip.repo_id
+FFAA_T5 = FFAA.t5.repo_id
 FFAA_HEADS = 8
 NUM_CLASSES = 4
 # Fused tokens fed to the classifier: cls1, tii1, itt1, cls2, tii2, itt2.

@@ -117,7 +117,7 @@ def test_a_second_run_cannot_resume_into_a_folder_another_run_is_writing(tmp_pat
     assert scan_log(out / LOG_NAME).done() == {("a", "full")}
 
 
-def test_a_file_system_without_locks_is_used_with_a_warning(tmp_path, monkeypatch, capsys):
+def test_a_file_system_without_locks_is_used_with_a_warning(tmp_path, monkeypatch, caplog):
     import fcntl
 
     def no_locks(fd, op):
@@ -126,10 +126,24 @@ def test_a_file_system_without_locks_is_used_with_a_warning(tmp_path, monkeypatc
     monkeypatch.setattr(fcntl, "flock", no_locks)
     with ReportLog.open(tmp_path / "out", resume=False)[0] as log:
         log.append(block("a"))
-    assert "cannot be locked" in capsys.readouterr().err
+    # a log record now (the CLI prints it on stderr as before: tests/test_cli.py checks the handler)
+    assert [r.levelname for r in caplog.records if "cannot be locked" in r.getMessage()] == ["WARNING"]
     monkeypatch.setattr(fcntl, "flock", lambda fd, op: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
     with pytest.raises(OutputError, match="cannot write .*reports.jsonl"):
         ReportLog.open(tmp_path / "out", resume=True)
+
+
+def test_the_lock_warning_reads_on_stderr_as_it_always_did(tmp_path, monkeypatch, capsys):
+    import fcntl
+
+    from ffaa.cli import cli_logging
+
+    monkeypatch.setattr(fcntl, "flock", lambda fd, op: (_ for _ in ()).throw(OSError(errno.ENOLCK, "no locks")))
+    with cli_logging(), ReportLog.open(tmp_path / "out", resume=False)[0]:
+        pass
+    assert capsys.readouterr().err == (
+        f"warning: {tmp_path / 'out'} cannot be locked (no locks): make sure no other ffaa batch "
+        "writes there at the same time\n")
 
 
 def test_concurrent_atomic_writes_use_their_own_temporary_files(tmp_path, monkeypatch):

@@ -92,3 +92,60 @@ def test_mids_commands_under_the_mids_group(capsys):
         main(["mids", "--help"])
     out = capsys.readouterr().out
     assert all(name in out for name in ("convert-mids", "train-mids", "mids-data"))
+
+
+# -- messages on stderr: the handler the CLI (and app.py) installs ----------------------------
+
+
+def _log_everything() -> None:
+    import logging
+
+    log = logging.getLogger("ffaa.some.module")
+    log.debug("a detail")
+    log.info("a note")
+    log.info("converting x ...", extra={"progress": True})
+    log.warning("warning: something to know")
+    log.error("a failure")
+
+
+@pytest.mark.parametrize("level, expected", [
+    (0, ["converting x ...", "warning: something to know", "a failure"]),  # as the prints were
+    (-1, ["a failure"]),
+    (1, [f"ffaa.some.module: {m}" for m in ("a note", "converting x ...", "warning: something to know", "a failure")]),
+    (2, [f"ffaa.some.module: {m}" for m in ("a detail", "a note", "converting x ...",
+                                           "warning: something to know", "a failure")]),
+])
+def test_cli_logging_shows_ffaa_messages_on_stderr_by_verbosity(level, expected, capsys):
+    from ffaa.cli import cli_logging
+
+    with cli_logging(level):
+        _log_everything()
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == expected and captured.out == ""
+
+
+def test_cli_logging_leaves_the_ffaa_logger_as_it_found_it(capsys):
+    import logging
+
+    from ffaa.cli import cli_logging
+
+    logger = logging.getLogger("ffaa")
+    before = (logger.level, logger.propagate, list(logger.handlers))
+    with pytest.raises(KeyboardInterrupt):
+        with cli_logging(2):
+            raise KeyboardInterrupt
+    assert (logger.level, logger.propagate, list(logger.handlers)) == before
+    _log_everything()  # no handler of ours left: nothing reaches capsys's stderr
+    assert "converting" not in capsys.readouterr().err
+
+
+def test_verbose_and_quiet_are_global_options():
+    from ffaa.cli import verbosity
+
+    parser = build_parser()
+    assert verbosity(parser.parse_args(["detectors", "list"])) == 0
+    assert verbosity(parser.parse_args(["-v", "detectors", "list"])) == 1
+    assert verbosity(parser.parse_args(["-vv", "detectors", "list"])) == 2
+    assert verbosity(parser.parse_args(["--quiet", "detectors", "list"])) == -1
+    with pytest.raises(SystemExit):
+        parser.parse_args(["-q", "-v", "detectors", "list"])

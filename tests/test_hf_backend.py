@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ffaa.backends.hf_llava import HFLlavaBackend, LoadOptions, _cut_after_answer, locate_model
+from ffaa.backends.generation import answer_end_pattern, cut_after_answer
+from ffaa.backends.hf_llava import HFLlavaBackend, LoadOptions, locate_model
 from ffaa.bench import candidate_requests, run_bench
 from ffaa.errors import CheckpointError, FfaaError, WeightsNotFoundError
 from ffaa.types import DecodingSettings
@@ -76,9 +77,11 @@ def test_bench_harness_runs_both_flows(backend, images):
 
 
 def test_cut_after_answer_end():
+    end = answer_end_pattern(("Forgery type", "type"))
     text = "Analysis result: fake\nProbability: 0.9\nForgery type: Identity exchange\nThanks! Anything else?"
-    assert _cut_after_answer(text).endswith("Forgery type: Identity exchange")
-    assert _cut_after_answer("no format here") == "no format here"
+    assert cut_after_answer(text, end).endswith("Forgery type: Identity exchange")
+    assert cut_after_answer("no format here", end) == "no format here"
+    assert cut_after_answer(text, None) == text  # a request without end labels is never cut
 
 
 def test_missing_and_broken_model_folders(tmp_path, monkeypatch):
@@ -122,10 +125,10 @@ def test_closing_a_stream_stops_generation_and_frees_the_model(backend, images, 
 def test_offline_hub_id_names_the_download_command(tmp_path, monkeypatch):
     """The message names the hub client's current command (`hf download`; huggingface_hub 1.x
     has no `huggingface-cli`)."""
-    import ffaa.backends.hf_llava as hf
+    import ffaa.backends.hub as hub
 
     monkeypatch.setenv("FFAA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(hf, "_hub_reachable", lambda hub, timeout=3.0: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(WeightsNotFoundError) as info:
         locate_model("someone/not-cached")
     message = str(info.value)
@@ -135,7 +138,7 @@ def test_offline_hub_id_names_the_download_command(tmp_path, monkeypatch):
 
 def test_hub_id_with_a_cached_conversion_needs_no_network(shared_fixtures, tmp_path, monkeypatch):
     import ffaa.backends.convert as convert
-    import ffaa.backends.hf_llava as hf
+    import ffaa.backends.hub as hub
 
     monkeypatch.setenv("FFAA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(convert, "download_checkpoint",
@@ -146,5 +149,5 @@ def test_hub_id_with_a_cached_conversion_needs_no_network(shared_fixtures, tmp_p
         raise AssertionError("the hub was contacted")
 
     monkeypatch.setattr(convert, "download_checkpoint", no_network)
-    monkeypatch.setattr(hf, "_hub_reachable", no_network)
+    monkeypatch.setattr(hub, "hub_reachable", no_network)
     assert locate_model("someone/ffaa-tiny") == first

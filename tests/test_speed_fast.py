@@ -20,7 +20,7 @@ from ffaa.backends.base import GenerationRequest
 from ffaa.backends.fast import FastSettings, bucket_up, resolve_mode
 from ffaa.errors import FfaaError
 from ffaa.parsing import parse_answer
-from ffaa.prompts import load_prompt_set
+from ffaa.prompts import load_answer_format, load_prompt_set
 from ffaa.types import DecodingSettings
 
 ANSWER = (
@@ -65,7 +65,8 @@ def requests(n: int, extra_words: int = 0, seed: int = 0):
     ps = load_prompt_set()
     image = Image.fromarray(np.random.default_rng(seed).integers(0, 256, (336, 336, 3), dtype=np.uint8))
     questions = [ps.questions[i % len(ps.questions)] + " please" * (extra_words + i) for i in range(n)]
-    return [GenerationRequest(image, ps.chat([(q, None)])) for q in questions]
+    end = load_answer_format().end_labels  # as the pipeline asks: stop after the closing line
+    return [GenerationRequest(image, ps.chat([(q, None)]), end) for q in questions]
 
 
 GREEDY = DecodingSettings(max_new_tokens=12, min_new_tokens=12, stop_at_answer_end=False)
@@ -261,7 +262,7 @@ def test_own_loop_stops_like_generate(static, via_generate, monkeypatch):
         gen_hook.remove()
 
 
-def test_a_generation_config_with_extra_processors_keeps_generate(tiny_dir, plain, capsys):
+def test_a_generation_config_with_extra_processors_keeps_generate(tiny_dir, plain, caplog):
     backend = load(tiny_dir, "static")
     try:
         backend.model.generation_config.repetition_penalty = 1.3
@@ -269,7 +270,7 @@ def test_a_generation_config_with_extra_processors_keeps_generate(tiny_dir, plai
         reqs = requests(3)
         got = backend.generate(reqs, GREEDY)
         assert backend.fast.settings.loop == "generate"
-        assert "repetition_penalty=1.3" in capsys.readouterr().err
+        assert "repetition_penalty=1.3" in caplog.text
         assert [g.text for g in got] == [g.text for g in plain.generate(reqs, GREEDY)]
     finally:
         plain.model.generation_config.repetition_penalty = None

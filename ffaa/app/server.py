@@ -8,9 +8,9 @@ model request at a time (the others wait in a bounded queue).
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +21,8 @@ from ..errors import FfaaError
 
 if TYPE_CHECKING:
     import gradio as gr
+
+log = logging.getLogger(__name__)
 
 AUTH_ENV = "FFAA_APP_AUTH"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -100,7 +102,7 @@ def launch(demo: gr.Blocks, options: ServerOptions = ServerOptions(), block: boo
     from .ui import CSS
 
     for note in exposure_warnings(options):
-        print(f"warning: {note}", file=sys.stderr)
+        log.warning("warning: %s", note)
     demo.queue(default_concurrency_limit=8, max_size=options.queue_size)
     _, url, share_url = demo.launch(
         server_name=options.host,
@@ -121,9 +123,10 @@ def launch(demo: gr.Blocks, options: ServerOptions = ServerOptions(), block: boo
     )
     if not options.quiet:
         auth = "login required" if options.auth else "no login"
-        print(f"ffaa app on {url} ({auth}; uploads up to {options.max_file_size}); Ctrl+C stops it", file=sys.stderr)
+        log.info("ffaa app on %s (%s; uploads up to %s); Ctrl+C stops it", url, auth, options.max_file_size,
+                 extra={"progress": True})
     if share_url:
-        print(f"public link: {share_url}", file=sys.stderr)
+        log.info("public link: %s", share_url, extra={"progress": True})
     if block:
         demo.block_thread()
     return url

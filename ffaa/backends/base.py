@@ -1,9 +1,10 @@
 """The one protocol every model backend implements.
 
 A backend turns (image, rendered prompt) pairs into text. It knows nothing of forensics: the
-pipeline renders prompts, the parser reads answers. Two verbs, as in lmms-eval: `generate` a
-batch of answers, and `stream` one answer token by token (for the chat UI); and `score_verdict`
-reads the next-token probability of "fake" against "real" (verdict-only triage).
+pipeline renders prompts and names the line that ends an answer (from the answer format), the
+parser reads answers. Two verbs, as in lmms-eval: `generate` a batch of answers, and `stream`
+one answer token by token (for the chat UI); and `score_verdict` reads the next-token
+probability of "fake" against "real" (verdict-only triage).
 """
 
 from __future__ import annotations
@@ -22,10 +23,16 @@ StopReason = Literal["eos", "answer_end", "max_new_tokens", "unknown"]
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One prompt to answer. `prompt` is the full chat-template text, with one `<image>`."""
+    """One prompt to answer. `prompt` is the full chat-template text, with one `<image>`.
+
+    `end_labels`: names of the line that closes the answer (the caller's answer format says
+    which). With `DecodingSettings.stop_at_answer_end` the backend stops once the answer has a
+    complete `<label>: <value>` line of one of them; without labels it never stops early.
+    """
 
     image: "Image.Image"
     prompt: str
+    end_labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,10 @@ What makes the converted model give the original logits (verified on the golden 
 - the vocabulary is padded for `<image>`/`<pad>` with zero `lm_head` rows, which are also
   suppressed in the saved generation config, so greedy decoding cannot pick them.
 
+Pieces live beside this module: `llava_layout.py` (tokens, vocabulary padding, the processor,
+shared with the tiny model), `llava_weights.py` (the original tensors: reading, renaming,
+checking), `hub.py` (the hub, ffaa's cache folder and building into it atomically).
+
 Heavy libraries (torch, transformers, safetensors) are imported inside the functions.
 """
 
@@ -25,182 +29,49 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CheckpointError, WeightsNotFoundError, one_line
-from ..jsonio import read_json
+from ..errors import CheckpointError
 from ..lazy import require
+from ..models import KNOWN_VISION_TOWERS, known_vision_tower
+from . import hub
+from .hub import build_atomically, ffaa_cache_root
+from .llava_layout import (
+    add_llava_tokens,
+    build_image_processor,
+    build_processor,
+    padded_vocab_size,
+    read_json_object,
+    save_processor,
+)
+from .llava_weights import (
+    ORIG_LM_HEAD,
+    ORIG_TEXT,
+    KeyMap,
+    check_vision_shapes,
+    load_original_weights,
+    map_weights,
+    pad_rows,
+    weight_files,
+)
 
 if TYPE_CHECKING:
     import torch
-    from transformers import CLIPVisionConfig, PreTrainedConfig, PreTrainedTokenizerBase
+    from transformers import CLIPVisionConfig, PreTrainedConfig
 
 # Bump when the converted layout changes; caches written by another format are rebuilt.
 CONVERSION_FORMAT = 1
 MARKER_FILE = "ffaa_conversion.json"
-IMAGE_TOKEN = "<image>"
-PAD_TOKEN = "<pad>"
-# llava-hf pads the vocabulary to a multiple of 64 (32000 -> 32064) for matmul-friendly shapes.
-VOCAB_MULTIPLE = 64
+
 
 # Original `model_type` / `architectures` -> transformers text family. `llava_llama` is what
 # FFAA's LoRA merge may have written for its Mistral fine-tune: the original code then ran it as
 # a Llama, which is the same network when `sliding_window` is null.
 _MODEL_TYPES = {"llava_mistral": "mistral", "llava_llama": "llama", "llava": "llama"}
 _ARCHITECTURES = {"LlavaMistralForCausalLM": "mistral", "LlavaLlamaForCausalLM": "llama"}
-
-# Published CLIP configs that original checkpoints name by hub id but do not embed.
-_KNOWN_CLIP = {
-    "openai/clip-vit-large-patch14-336": dict(
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        patch_size=14,
-        image_size=336,
-        hidden_act="quick_gelu",
-        layer_norm_eps=1e-5,
-        projection_dim=768,
-    ),
-}
-
-# Original tensor-name prefixes. Order matters: the generic `model.` rule comes last.
-_ORIG_VISION = "model.vision_tower.vision_tower.vision_model."
-_ORIG_PROJ_1 = "model.mm_projector.0."
-_ORIG_PROJ_2 = "model.mm_projector.2."
-_ORIG_LM_HEAD = "lm_head."
-_ORIG_TEXT = "model."
-# Tensors of the original model that transformers' Llava has no counterpart for (1.6 `unpad`).
-_DROPPED = ("model.image_newline",)
-
-
-# --------------------------------------------------------------------------------------------
-# Small shared helpers (also used by tiny.py)
-# --------------------------------------------------------------------------------------------
-
-
-def ffaa_cache_root() -> Path:
-    """ffaa's cache folder: `$FFAA_CACHE`, else `~/.cache/ffaa`."""
-    env = os.environ.get("FFAA_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "ffaa"
-
-
-def padded_vocab_size(n_tokens: int) -> int:
-    """The embedding rows for `n_tokens` real tokens, rounded up to a multiple of 64."""
-    return -(-n_tokens // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
-
-
-def add_llava_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
-    """Add `<image>` and `<pad>` as special tokens; return their ids (32000, 32001 for Mistral).
-
-    `<image>` must be one atomic token so the processor can expand it; `<pad>` gives batched
-    generation a padding id that is neither `<unk>` nor `</s>`.
-    """
-    from tokenizers import AddedToken
-
-    tokenizer.add_tokens([AddedToken(IMAGE_TOKEN, special=True, normalized=False)], special_tokens=True)
-    tokenizer.add_special_tokens({"pad_token": AddedToken(PAD_TOKEN, special=True, normalized=False)})
-    ids = tokenizer.convert_tokens_to_ids([IMAGE_TOKEN, PAD_TOKEN])
-    return int(ids[0]), int(ids[1])
-
-
-def vicuna_chat_template() -> str:
-    """The Vicuna "v1" chat template FFAA was trained with (from `prompts/`)."""
-    from ..prompts import load_prompt_set
-
-    return load_prompt_set().chat_template
-
-
-def save_processor(processor: Any, dst: Path, *, legacy: bool, probe: str) -> None:
-    """Save `processor` into `dst` and check that its tokenizer reloads identically.
-
-    transformers 5 does not write the tokenizer's `legacy` flag, and a Llama tokenizer reloaded
-    without it prefixes only the first chunk with `▁`: the text after `<image>` then loses a
-    token and every later position shifts. We write the flag (and the padding side, also not
-    always saved) ourselves and verify on `probe`.
-    """
-    processor.save_pretrained(str(dst))
-    config_path = dst / "tokenizer_config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    config["legacy"] = legacy
-    config["padding_side"] = processor.tokenizer.padding_side
-    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    transformers = require("transformers", "torch", "converting checkpoints")
-    reloaded = transformers.AutoTokenizer.from_pretrained(str(dst))
-    want, got = processor.tokenizer(probe).input_ids, reloaded(probe).input_ids
-    if want != got:
-        raise CheckpointError(
-            f"the saved tokenizer in {dst} does not reload identically: {probe!r} gives "
-            f"{got[:12]}... instead of {want[:12]}..."
-        )
-
-
-def build_atomically(
-    final: Path, build: Callable[[Path], Any], done: Callable[[Path], bool] | None = None
-) -> Path:
-    """Run `build(tmp)` in a fresh folder beside `final`, then rename it to `final`.
-
-    A conversion interrupted at any point (error, Ctrl-C) leaves no folder named `final`, so a
-    half-written cache can never be mistaken for a finished one. Leftovers of a killed process
-    are hidden `.partial-*` folders, removed on the next build of the same name. If another
-    process finished `final` meanwhile (`done(final)` is true), its result is kept and ours
-    dropped, so a folder someone may already be loading is never swapped out.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(final)
-    tmp = final.parent / f".partial-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        build(tmp)
-        if done is not None and done(final):
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            _replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Rename `src` to `dst`, moving an existing `dst` out of the way first."""
-    old = None
-    if dst.exists():
-        old = dst.parent / f".old-{dst.name}-{uuid.uuid4().hex[:8]}"
-        dst.rename(old)
-    src.rename(dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _remove_stale_partials(final: Path) -> None:
-    """Delete `.partial-<name>-<pid>-*` folders whose process is gone (killed conversions)."""
-    pattern = re.compile(rf"^\.partial-{re.escape(final.name)}-(\d+)-[0-9a-f]{{8}}$")
-    for entry in final.parent.iterdir():
-        match = pattern.match(entry.name)
-        if match and not _pid_alive(int(match.group(1))):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return read_json(path, expect=dict, error=CheckpointError, unreadable="cannot read {path}: {exc}",
-                     wrong_type="{path}: expected a JSON object")
-
 
 # --------------------------------------------------------------------------------------------
 # Reading and checking the original config
@@ -380,211 +251,13 @@ def resolve_vision_config(
             return transformers.CLIPVisionConfig.from_pretrained(str(folder)), folder
     if vision_config is not None:
         raise CheckpointError(f"vision_config folder {vision_config} has no config.json")
-    known = _KNOWN_CLIP.get(tower) or _KNOWN_CLIP.get(_known_by_basename(tower), None)
+    known = known_vision_tower(tower)  # published configs, named by hub id or a local copy's name
     if known is None:
         raise CheckpointError(
             f"mm_vision_tower={tower!r} is neither a local CLIP folder nor a known CLIP "
-            f"({', '.join(_KNOWN_CLIP)}); pass vision_config=<folder with its config.json>"
+            f"({', '.join(KNOWN_VISION_TOWERS)}); pass vision_config=<folder with its config.json>"
         )
-    return transformers.CLIPVisionConfig(**known), None
-
-
-def _known_by_basename(tower: str) -> str:
-    """Map e.g. `models/clip-vit-large-patch14-336` (FFAA's local copy) to its hub id."""
-    name = Path(tower).name
-    return next((hub_id for hub_id in _KNOWN_CLIP if hub_id.split("/")[-1] == name), "")
-
-
-def check_vision_shapes(
-    vision: CLIPVisionConfig, shapes: Mapping[str, tuple[int, ...]], mm_hidden: int
-) -> None:
-    """Cross-check the CLIP config against the checkpoint's tower tensors; raise on mismatch.
-
-    The config comes from outside the checkpoint (a folder or a built-in table), so a wrong one
-    must not slip through: width, patch, image size, MLP width and depth are all in the shapes.
-    """
-    patch = shapes.get(_ORIG_VISION + "embeddings.patch_embedding.weight")  # [hidden, 3, p, p]
-    pos = shapes.get(_ORIG_VISION + "embeddings.position_embedding.weight")  # [(S/p)^2 + 1, hidden]
-    fc1 = shapes.get(_ORIG_VISION + "encoder.layers.0.mlp.fc1.weight")  # [intermediate, hidden]
-    if patch is None or pos is None or fc1 is None:
-        raise CheckpointError(
-            "the checkpoint has no vision tower tensors "
-            f"({_ORIG_VISION}embeddings.*, encoder.layers.*): converting a checkpoint whose CLIP "
-            "was not saved with it is not supported"
-        )
-    layer_key = re.compile(re.escape(_ORIG_VISION) + r"encoder\.layers\.(\d+)\.")
-    layers = {m.group(1) for k in shapes if (m := layer_key.match(k))}
-    found = dict(
-        hidden_size=patch[0],
-        patch_size=patch[-1],
-        image_size=patch[-1] * round((pos[0] - 1) ** 0.5),
-        intermediate_size=fc1[0],
-        num_hidden_layers=len(layers),
-    )
-    wrong = {k: (getattr(vision, k), v) for k, v in found.items() if getattr(vision, k) != v}
-    if wrong:
-        detail = ", ".join(f"{k}: config {c} vs tensors {t}" for k, (c, t) in wrong.items())
-        raise CheckpointError(f"the CLIP config does not match the checkpoint's vision tower ({detail})")
-    if mm_hidden != vision.hidden_size:
-        raise CheckpointError(
-            f"mm_hidden_size={mm_hidden} but the vision tower is {vision.hidden_size} wide"
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# Tensors: reading, renaming, checking
-# --------------------------------------------------------------------------------------------
-
-
-def weight_files(src: Path) -> list[Path]:
-    """The checkpoint's weight shards: safetensors if any, else pytorch `.bin` files."""
-    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        index = src / index_name
-        if index.is_file():
-            names = sorted(set(_read_json(index).get("weight_map", {}).values()))
-            missing = [n for n in names if not (src / n).is_file()]
-            if missing:
-                raise CheckpointError(f"{index} lists {len(missing)} missing shard(s): {missing[:3]}")
-            return [src / n for n in names]
-    files = sorted(src.glob("*.safetensors")) or sorted(src.glob("pytorch_model*.bin"))
-    if not files:
-        raise CheckpointError(f"{src} has no weights (*.safetensors or pytorch_model*.bin)")
-    return files
-
-
-def load_original_weights(src: Path) -> dict[str, torch.Tensor]:
-    """All tensors of the checkpoint by original name. `.bin` shards load with weights_only."""
-    torch = require("torch", "torch", "converting checkpoints")
-    safetensors_torch = require("safetensors.torch", "torch", "converting checkpoints")
-    weights: dict[str, torch.Tensor] = {}
-    for path in weight_files(src):
-        try:
-            if path.suffix == ".safetensors":
-                shard = safetensors_torch.load_file(str(path))
-            else:
-                shard = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as exc:  # corrupt, truncated, or a pickle holding more than tensors
-            raise CheckpointError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc
-        duplicated = sorted(set(shard) & set(weights))
-        if duplicated:
-            raise CheckpointError(
-                f"{path.name} repeats {len(duplicated)} tensor(s) of other shards: {duplicated[:3]}"
-            )
-        weights.update(shard)
-    return weights
-
-
-@dataclass(frozen=True)
-class KeyMap:
-    """Prefix rules from original names to the names of the model built in this process.
-
-    The target prefixes are read from the model's own state dict (by anchor tensors), so the
-    map follows transformers' in-memory layout instead of hard-coding one version's names.
-    """
-
-    rules: tuple[tuple[str, str], ...]  # (original prefix, target prefix), most specific first
-
-    @classmethod
-    def for_model(cls, target_keys: Iterable[str]) -> KeyMap:
-        keys = list(target_keys)
-
-        def prefix(anchor: str) -> str:
-            hits = [k[: -len(anchor)] for k in keys if k.endswith(anchor)]
-            if len(hits) != 1:
-                raise CheckpointError(
-                    f"cannot locate {anchor!r} in the transformers model ({len(hits)} matches)"
-                )
-            return hits[0]
-
-        return cls(
-            (
-                (_ORIG_VISION, prefix("embeddings.patch_embedding.weight")),
-                (_ORIG_PROJ_1, prefix("linear_1.weight") + "linear_1."),
-                (_ORIG_PROJ_2, prefix("linear_2.weight") + "linear_2."),
-                (_ORIG_LM_HEAD, prefix("lm_head.weight") + "lm_head."),
-                (_ORIG_TEXT, prefix("embed_tokens.weight")),
-            )
-        )
-
-    def to_target(self, name: str) -> str | None:
-        return _swap_prefix(name, self.rules)
-
-    def to_original(self, name: str) -> str | None:
-        inverse = sorted(((t, o) for o, t in self.rules), key=lambda r: -len(r[0]))
-        return _swap_prefix(name, inverse)
-
-
-def _swap_prefix(name: str, rules: Iterable[tuple[str, str]]) -> str | None:
-    for old, new in rules:
-        if name.startswith(old):
-            return new + name[len(old) :]
-    return None
-
-
-def map_weights(
-    weights: Mapping[str, torch.Tensor],
-    target_shapes: Mapping[str, tuple[int, ...]],
-    keymap: KeyMap,
-    vocab_rows: Mapping[str, int],
-) -> dict[str, torch.Tensor]:
-    """Rename every original tensor; raise on unexpected, missing or mis-shaped tensors.
-
-    `vocab_rows` names the target tensors whose first dimension is padded (embeddings and
-    lm_head): their original row count must equal the original vocab, the rest must match.
-    """
-    mapped: dict[str, torch.Tensor] = {}
-    unexpected: list[str] = []
-    for name, tensor in weights.items():
-        if name in _DROPPED:
-            continue
-        target = keymap.to_target(name)
-        if target is None or target not in target_shapes:
-            unexpected.append(name)
-        else:
-            mapped[target] = tensor
-    if unexpected:
-        raise CheckpointError(
-            f"{len(unexpected)} tensor(s) in the checkpoint have no place in LlavaForConditionalGeneration: "
-            f"{sorted(unexpected)[:5]}"
-        )
-    missing = sorted(k for k in target_shapes if k not in mapped)
-    if missing:
-        names = [keymap.to_original(k) or k for k in missing]
-        raise CheckpointError(f"{len(missing)} tensor(s) missing from the checkpoint: {names[:5]}")
-    _check_shapes(mapped, target_shapes, keymap, vocab_rows)
-    return mapped
-
-
-def _check_shapes(
-    mapped: Mapping[str, torch.Tensor],
-    target_shapes: Mapping[str, tuple[int, ...]],
-    keymap: KeyMap,
-    vocab_rows: Mapping[str, int],
-) -> None:
-    wrong = []
-    for name, tensor in mapped.items():
-        want = tuple(target_shapes[name])
-        if name in vocab_rows:
-            want = (vocab_rows[name],) + want[1:]
-        if tuple(tensor.shape) != want:
-            wrong.append(f"{keymap.to_original(name)}: {tuple(tensor.shape)} vs expected {want}")
-    if wrong:
-        raise CheckpointError(f"{len(wrong)} tensor(s) have unexpected shapes: {wrong[:5]}")
-
-
-def pad_rows(tensor: torch.Tensor, rows: int, fill: str) -> torch.Tensor:
-    """Grow a [vocab, hidden] matrix to [rows, hidden].
-
-    `fill="mean"` (input embeddings): new tokens start at the mean embedding, a neutral input.
-    `fill="zero"` (lm_head): their logit is exactly 0, and generation suppresses them anyway.
-    """
-    torch = require("torch", "torch", "converting checkpoints")
-    extra = rows - tensor.shape[0]
-    if fill == "mean":
-        new = tensor.float().mean(dim=0, keepdim=True).to(tensor.dtype).expand(extra, -1)
-    else:
-        new = tensor.new_zeros((extra, tensor.shape[1]))
-    return torch.cat([tensor, new], dim=0)
+    return transformers.CLIPVisionConfig(**known.config()), None
 
 
 # --------------------------------------------------------------------------------------------
@@ -631,7 +304,7 @@ def _load_tokenizer(src: Path, orig_vocab: int) -> tuple[Any, bool]:
     if not any((src / n).is_file() for n in ("tokenizer.model", "tokenizer.json")):
         raise CheckpointError(f"{src} has no tokenizer (tokenizer.model or tokenizer.json)")
     tok_config_path = src / "tokenizer_config.json"
-    tok_config = _read_json(tok_config_path) if tok_config_path.is_file() else {}
+    tok_config = read_json_object(tok_config_path) if tok_config_path.is_file() else {}
     legacy = bool(tok_config.get("legacy", True))
     tokenizer = transformers.AutoTokenizer.from_pretrained(
         str(src),
@@ -648,45 +321,6 @@ def _load_tokenizer(src: Path, orig_vocab: int) -> tuple[Any, bool]:
             "`<image>` and `<pad>` must get ids right after the model's vocabulary"
         )
     return tokenizer, legacy
-
-
-def build_image_processor(image_size: int, clip_folder: Path | None, pad_to_square: bool) -> Any:
-    """LLaVA's preprocessing as transformers' PIL-backend Llava image processor.
-
-    `do_pad=True` pads to a square with the CLIP mean colour (int(mean*255)), then resizes
-    the shortest edge and centre-crops, exactly like the original `expand2square` + CLIP.
-    Mean/std/resampling come from the CLIP folder's preprocessor config when there is one.
-    """
-    transformers = require("transformers", "torch", "converting checkpoints")
-    pre = clip_folder / "preprocessor_config.json" if clip_folder else None
-    clip = _read_json(pre) if pre is not None and pre.is_file() else {}
-    kwargs: dict[str, Any] = {
-        "size": {"shortest_edge": image_size},
-        "crop_size": {"height": image_size, "width": image_size},
-        "do_pad": pad_to_square,
-    }
-    for key in ("image_mean", "image_std", "resample"):
-        if key in clip:
-            kwargs[key] = clip[key]
-    return transformers.LlavaImageProcessorPil(**kwargs)
-
-
-def build_processor(tokenizer: Any, image_processor: Any, patch_size: int, strategy: str) -> Any:
-    """A `LlavaProcessor` that expands `<image>` to one placeholder per vision feature.
-
-    `num_additional_image_tokens=1` accounts for CLIP's CLS token, which the "default"
-    strategy then drops again: 577 - 1 = 576 placeholders for a 336/14 tower.
-    """
-    transformers = require("transformers", "torch", "converting checkpoints")
-    return transformers.LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=patch_size,
-        vision_feature_select_strategy=strategy,
-        num_additional_image_tokens=1,
-        image_token=IMAGE_TOKEN,
-        chat_template=vicuna_chat_template(),
-    )
 
 
 def _tokenizer_probe() -> str:
@@ -714,7 +348,7 @@ def convert_original_checkpoint(
     src, dst = Path(src).expanduser(), Path(dst).expanduser()
     if dst.exists() and any(dst.iterdir()):
         raise FileExistsError(f"{dst} is not empty; convert into a new folder")
-    original = _read_json(src / "config.json")
+    original = read_json_object(src / "config.json")
     settings = read_llava_settings(original, str(src / "config.json"))
     weights = load_original_weights(src)
     vision, clip_folder = resolve_vision_config(src, settings.vision_tower, vision_config)
@@ -771,8 +405,8 @@ def _converted_state(
     """
     target_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     keymap = KeyMap.for_model(target_shapes)
-    embed = keymap.to_target(_ORIG_TEXT + "embed_tokens.weight")
-    head = keymap.to_target(_ORIG_LM_HEAD + "weight")
+    embed = keymap.to_target(ORIG_TEXT + "embed_tokens.weight")
+    head = keymap.to_target(ORIG_LM_HEAD + "weight")
     state = map_weights(weights, target_shapes, keymap, {embed: orig_vocab, head: orig_vocab})
     rows = target_shapes[embed][0]
     out_dtype = _to_dtype(dtype, state[embed].dtype)
@@ -784,7 +418,7 @@ def _converted_state(
 def _set_generation_config(model: Any, src: Path, pad_id: int, orig_vocab: int) -> None:
     """Keep the checkpoint's bos/eos, add the pad id, and never generate padded vocab ids."""
     source = src / "generation_config.json"
-    saved = _read_json(source) if source.is_file() else {}
+    saved = read_json_object(source) if source.is_file() else {}
     gen = model.generation_config
     gen.bos_token_id = saved.get("bos_token_id", model.config.text_config.bos_token_id)
     gen.eos_token_id = saved.get("eos_token_id", model.config.text_config.eos_token_id)
@@ -895,7 +529,7 @@ def ensure_converted(
         src = local.resolve()
         final = _cache_folder(root, _local_name(src), f"local:{src}")
     else:
-        repo_id = _check_hub_id(str(src_or_hub_id))
+        repo_id = hub.check_hub_id(str(src_or_hub_id))
         final = cached_conversion(repo_id, cache_dir, revision=revision)
         if final is not None:
             return final
@@ -922,39 +556,23 @@ def cached_conversion(
     return final if _cache_is_valid(final, None) else None
 
 
-def _check_hub_id(value: str) -> str:
-    """`owner/name` or raise: anything else was meant as a local folder that is not there."""
-    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", value) and not value.startswith((".", "/", "~")):
-        return value
-    raise WeightsNotFoundError(f"checkpoint folder not found: {value}")
-
-
 def download_checkpoint(repo_id: str, revision: str | None = None) -> Path:
     """The hub checkpoint's folder: an earlier complete download, else a fresh one, or raise.
 
     Only what a conversion needs is fetched (not FFAA's `mids.pth`). A complete download in
     the hub cache is used without any network access.
     """
-    hub = require("huggingface_hub", "torch", "downloading checkpoints")
-    cached = _cached_snapshot(hub, repo_id, revision)
+    cached = hub.cached_snapshot(repo_id, revision, _complete_original)
     if cached is not None:
         return cached
-    try:
-        patterns = _download_patterns(hub.HfApi().list_repo_files(repo_id, revision=revision))
-        return Path(hub.snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
-    except Exception as exc:  # offline, unknown repo, auth: all end the same way for a user
-        raise WeightsNotFoundError(_not_found_message(repo_id, exc)) from None
+    return hub.download_snapshot(repo_id, revision, _download_patterns)
 
 
-def _cached_snapshot(hub: Any, repo_id: str, revision: str | None) -> Path | None:
-    """A snapshot in the hub cache with a config, a tokenizer and every weight shard."""
-    try:
-        folder = Path(hub.snapshot_download(repo_id, revision=revision, local_files_only=True))
-        weight_files(folder)
-    except Exception:  # nothing cached, or an incomplete download: fetch it
-        return None
+def _complete_original(folder: Path) -> bool:
+    """An original checkpoint with a tokenizer and every weight shard (raises if one is missing)."""
+    weight_files(folder)
     has_tokenizer = any((folder / n).is_file() for n in ("tokenizer.model", "tokenizer.json"))
-    return folder if has_tokenizer and is_original_llava_checkpoint(folder) else None
+    return has_tokenizer and is_original_llava_checkpoint(folder)
 
 
 def _download_patterns(files: Iterable[str]) -> list[str]:
@@ -964,12 +582,3 @@ def _download_patterns(files: Iterable[str]) -> list[str]:
     if not any(f.endswith(".safetensors") for f in files):
         weights = ["pytorch_model*.bin", "pytorch_model.bin.index.json"]
     return ["config.json", "generation_config.json", "tokenizer*", "special_tokens_map.json", *weights]
-
-
-def _not_found_message(repo_id: str, error: Exception) -> str:
-    return (
-        f"cannot download '{repo_id}' from the Hugging Face hub ({one_line(error, limit=200)}). On a machine with "
-        f"access run `hf download {repo_id} --local-dir DIR` (FFAA's 7B checkpoint is about 15 GB "
-        "in fp16), copy DIR here and pass that folder instead of the hub id; it is converted "
-        f"once into {ffaa_cache_root() / 'converted'} (set FFAA_CACHE to move it)."
-    )

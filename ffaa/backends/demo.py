@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..lazy import require
-from .convert import build_atomically, ffaa_cache_root
+from .hub import build_atomically, ffaa_cache_root
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -306,10 +306,12 @@ def probe_backend(model: Any, processor: Any) -> HFLlavaBackend:
 
 def well_formed_rate(backend: Any, rows: Sequence[Example], max_new_tokens: int = PROBE_MAX_TOKENS) -> float:
     """Share of `rows` whose greedy answer is well formed (see `is_well_formed`)."""
+    from ..prompts import load_answer_format
     from ..types import DecodingSettings
     from .base import GenerationRequest
 
-    requests = [GenerationRequest(r.image, r.prompt) for r in rows]
+    end = load_answer_format().end_labels  # probes stop where `analyze` stops
+    requests = [GenerationRequest(r.image, r.prompt, end) for r in rows]
     gens = backend.generate(requests, DecodingSettings(max_new_tokens=max_new_tokens))
     return sum(is_well_formed(g.text, r.verdict) for g, r in zip(gens, rows)) / max(len(rows), 1)
 

@@ -21,9 +21,10 @@ the same cache. `warmup()` pays the compile at start-up.
 Compiled code runs on one dedicated thread, because CUDA-graph state is per thread: requests
 arriving on server threads would otherwise record their own graphs.
 
-The answer-end stop (`_AnswerEnd`) decodes text on the CPU, which forces a GPU sync; here it is
-checked every `answer_check_every` tokens instead of every token. A row may then write a few
-tokens past the end of its answer; they are cut off exactly as before, so no parsed field changes.
+The answer-end stop (`generation.AnswerEnd`) decodes text on the CPU, which forces a GPU sync;
+here it is checked every `answer_check_every` tokens instead of every token. A row may then
+write a few tokens past the end of its answer; they are cut off exactly as before, so no parsed
+field changes.
 
 Modes: "on" (static cache + compile), "static" (static cache, no compile: the CPU fallback, and
 what tests compare with plain decoding), "off" (plain `generate`), "auto" ("on" on CUDA when the
@@ -34,10 +35,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import logging
 import os
-import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,9 +46,12 @@ from ..errors import FfaaError, one_line
 from ..lazy import require
 from ..types import DecodingSettings
 from .base import Generation, GenerationRequest
+from .generation import answer_end_stop
 
-COMPILE_CHOICES = ("auto", "on", "static", "off")
+from ..options import COMPILE_CHOICES  # the --compile choices live with the CLI's option lists
 LOOP_CHOICES = ("own", "generate")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,7 @@ def resolve_mode(mode: str, device: str, weights_compile: bool) -> str:
             "or int8-ao (bitsandbytes layers do not compile)"
         )
     if mode == "on" and not compile_usable(device):
-        print("ffaa: torch.compile is not usable here; decoding with a static cache, uncompiled",
-              file=sys.stderr)
+        log.warning("ffaa: torch.compile is not usable here; decoding with a static cache, uncompiled")
         return "static"
     return mode
 
@@ -200,8 +202,8 @@ class FastDecoder:
             self._cache.reset()
             return self._cache
         if self._cache is not None:
-            print(f"ffaa: a {prompt_len}-token prompt with {max_new_tokens} new tokens does not fit the "
-                  f"{self.cache_len}-position cache; growing it (one recompile)", file=sys.stderr)
+            log.warning("ffaa: a %d-token prompt with %d new tokens does not fit the %d-position cache; "
+                        "growing it (one recompile)", prompt_len, max_new_tokens, self.cache_len)
         # One spare bucket, so a slightly longer custom question still fits.
         self.cache_len = needed + self.settings.prompt_bucket
         self._cache = None  # free the old one before allocating
@@ -246,7 +248,7 @@ class FastDecoder:
 
             blocker = loop_blocker(self.model)
             if blocker is not None:
-                print(f"ffaa: decoding with transformers' generate: {blocker}", file=sys.stderr)
+                log.warning("ffaa: decoding with transformers' generate: %s", blocker)
                 self.settings = dataclasses.replace(self.settings, loop="generate")
                 return None
             self._loop = GreedyLoop(self.model, self.tokenizer, backend._non_text_ids(), self._compile_mode())
@@ -274,8 +276,6 @@ class FastDecoder:
 
     def _generate_group(self, backend: Any, group: list[GenerationRequest],
                         settings: DecodingSettings) -> list[Generation]:
-        from .hf_llava import _AnswerEnd
-
         torch = require("torch", "torch", "compiled decoding")
         loop = self._greedy_loop(backend, settings)
         with torch.inference_mode():
@@ -283,12 +283,12 @@ class FastDecoder:
             inputs = self._pad_inputs(backend._inputs(group), len(group))
             prompt_len = inputs["input_ids"].shape[1]
             cache = self._ensure_cache(prompt_len, settings.max_new_tokens)
-            if loop is not None:
-                stop = _AnswerEnd(self.tokenizer, 0) if settings.stop_at_answer_end else None
+            if loop is not None:  # ffaa's loop hands the stop only the new tokens
+                stop = answer_end_stop(self.tokenizer, 0, group, settings.stop_at_answer_end)
                 new = loop.run(inputs, cache, self.cache_len, len(group), settings.max_new_tokens,
                                settings.min_new_tokens, stop, self.settings.answer_check_every)
             else:
-                stop = _AnswerEnd(self.tokenizer, prompt_len) if settings.stop_at_answer_end else None
+                stop = answer_end_stop(self.tokenizer, prompt_len, group, settings.stop_at_answer_end)
                 new = self._generate_padded(backend, inputs, cache, len(group), settings, stop)[:, prompt_len:]
         return [backend._finish(r, new[i], settings, stop) for i, r in enumerate(group)]
 
@@ -310,11 +310,12 @@ class FastDecoder:
         Runs three short generations: dynamo compiles on the first, CUDA graphs are recorded on
         the next, and the last one checks that no further compile happens. Greedy requests use
         ffaa's loop and sampled ones `generate`, two compiled paths: `sampling` warms the second
-        too, for processes that will sample (`--sample`).
+        too, for processes that will sample (`--sample`). Progress goes to `log` when given, else
+        to this module's logger (failures as warnings).
         """
-        log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        say, warn = (log, log) if log else (_info, _warning)
         what = "compiling the decoder" if self.compiled else "allocating the static cache"
-        log(f"ffaa: {what} for groups of {self.settings.rows} prompts (once per process"
+        say(f"ffaa: {what} for groups of {self.settings.rows} prompts (once per process"
             + (", about a minute on a GPU)..." if self.compiled else ")..."))
         start = time.perf_counter()
         try:
@@ -323,9 +324,9 @@ class FastDecoder:
             if self.settings.loop != "own":
                 raise
             if os.environ.get("FFAA_DEBUG"):
-                traceback.print_exception(exc, file=sys.stderr)
+                _debug_traceback(exc)
             instead = "compiling transformers' generate" if self.compiled else "using transformers' generate"
-            log(f"ffaa: ffaa's decoding loop failed at warm-up ({one_line(exc)}); {instead} instead...")
+            warn(f"ffaa: ffaa's decoding loop failed at warm-up ({one_line(exc)}); {instead} instead...")
             if self.compiled:
                 self._run(_forget_compiled, self.model)
             self._loop = None
@@ -335,10 +336,10 @@ class FastDecoder:
             try:
                 self._warm_calls(backend, sampled=True)
             except Exception as exc:  # greedy decoding is ready; sampling then compiles on first use
-                log(f"ffaa: warming the sampling path failed ({one_line(exc)}); it compiles on first use")
+                warn(f"ffaa: warming the sampling path failed ({one_line(exc)}); it compiles on first use")
         self.warm = True
         seconds = time.perf_counter() - start
-        log(f"ffaa: decoder ready in {seconds:.1f} s (cache of {self.cache_len} positions)")
+        say(f"ffaa: decoder ready in {seconds:.1f} s (cache of {self.cache_len} positions)")
         return seconds
 
     def _warm_calls(self, backend: Any, sampled: bool = False) -> None:
@@ -367,14 +368,28 @@ def give_up(decoder: FastDecoder, exc: BaseException, log: Callable[[str], None]
     """Release a decoder whose warm-up failed and say so; returns the reason as one line."""
     reason = one_line(exc)
     if os.environ.get("FFAA_DEBUG"):
-        traceback.print_exception(exc, file=sys.stderr)
-    (log or (lambda msg: print(msg, file=sys.stderr, flush=True)))(
-        f"ffaa: compiled decoding failed at warm-up ({reason[:300]}); using plain generate")
+        _debug_traceback(exc)
+    (log or _warning)(f"ffaa: compiled decoding failed at warm-up ({reason[:300]}); using plain generate")
     try:
         decoder.close()
     except Exception:  # the failure above matters, not a second one while cleaning up
         pass
     return reason
+
+
+def _info(message: str) -> None:
+    """The default `log` of a warm-up: its progress (a minute on a GPU) as info."""
+    log.info(message)
+
+
+def _warning(message: str) -> None:
+    """The default `log` for failures that decoding survives (it falls back), as warnings."""
+    log.warning(message)
+
+
+def _debug_traceback(exc: BaseException) -> None:
+    """With FFAA_DEBUG, the full traceback of a failure otherwise reported in one line."""
+    log.warning("traceback (FFAA_DEBUG)", exc_info=exc)
 
 
 def _forget_compiled(model: Any) -> None:

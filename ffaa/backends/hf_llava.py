@@ -10,7 +10,6 @@ formats that compile; call `warmup()` at start-up so the compile does not land i
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,14 +19,14 @@ from typing import Any
 from ..errors import CheckpointError, FfaaError, WeightsNotFoundError
 from ..lazy import require
 from ..types import DecodingSettings
+from . import hub
 from .base import BackendInfo, Generation, GenerationRequest
+from .generation import answer_end_pattern, answer_end_stop, cut_after_answer, ended
 from .quant import QUANT_CHOICES  # formats and their defaults are described in quant.py
 
 DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
 # Module paths kept in full precision under bitsandbytes (transformers 5 uses full paths).
 KEEP_UNQUANTIZED = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
-# The answer format ends with this field; a completed line of it ends the answer.
-_ANSWER_END = re.compile(r"forgery type\s*:[^\n]*\S[^\n]*\n", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -103,103 +102,30 @@ def locate_model(source: str, revision: str | None = None) -> Path:
         if not (path / "config.json").is_file():
             raise CheckpointError(f"{path} has no config.json: not a model folder")
         return ensure_converted(path) if is_original_llava_checkpoint(path) else path
-    if source.startswith((".", "/", "~")) or source.count("/") != 1:
-        raise WeightsNotFoundError(f"model folder not found: {source}")
-    return _from_hub(source, revision)
+    return _from_hub(hub.check_hub_id(source, "model"), revision)
 
 
 def _from_hub(repo_id: str, revision: str | None) -> Path:
     """Original-format repos (FFAA's) are converted once into the cache; transformers-layout
     repos (llava-hf) are used as downloaded. Only config.json is fetched to tell them apart."""
-    from .convert import (
-        cached_conversion,
-        ensure_converted,
-        is_original_llava_checkpoint,
-    )
+    from .convert import cached_conversion, ensure_converted, is_original_llava_checkpoint
 
-    hub = require("huggingface_hub", "torch", "downloading models")
-    cached = cached_conversion(repo_id, revision=revision) or _cached_snapshot(hub, repo_id, revision)
+    cached = cached_conversion(repo_id, revision=revision) or hub.cached_snapshot(repo_id, revision, _has_weights)
     if cached is not None:
-        return cached
-    if not _hub_reachable(hub):
-        raise WeightsNotFoundError(_offline_message(repo_id, "the hub cannot be reached from here"))
-    try:
-        config = Path(hub.hf_hub_download(repo_id, "config.json", revision=revision))
-    except Exception as exc:  # offline, unknown repo, auth: all end the same way for a user
-        raise WeightsNotFoundError(_offline_message(repo_id, type(exc).__name__)) from None
+        # A snapshot of an original checkpoint is converted (once) without any network.
+        return ensure_converted(repo_id, revision=revision) if is_original_llava_checkpoint(cached) else cached
+    if not hub.hub_reachable():
+        raise WeightsNotFoundError(hub.not_found_message(repo_id, "the hub cannot be reached from here"))
+    config = hub.download_file(repo_id, "config.json", revision)
     if is_original_llava_checkpoint(config.parent):
         return ensure_converted(repo_id, revision=revision)
-    try:
-        return Path(hub.snapshot_download(repo_id, revision=revision))
-    except Exception as exc:
-        raise WeightsNotFoundError(f"cannot download '{repo_id}': {type(exc).__name__}: {exc}") from None
+    return hub.download_snapshot(repo_id, revision)
 
 
-def _cached_snapshot(hub, repo_id: str, revision: str | None) -> Path | None:
-    """A transformers-layout repo already in the hub cache (used without any network)."""
-    from .convert import is_original_llava_checkpoint
-
-    try:
-        folder = Path(hub.snapshot_download(repo_id, revision=revision, local_files_only=True))
-    except Exception:  # not cached (or incompletely): the caller downloads
-        return None
+def _has_weights(folder: Path) -> bool:
+    """A snapshot with a config and weights, in either layout (an original one is converted)."""
     has_weights = any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
-    if not has_weights or not (folder / "config.json").is_file():
-        return None
-    if is_original_llava_checkpoint(folder):
-        from .convert import ensure_converted
-
-        return ensure_converted(repo_id, revision=revision)
-    return folder
-
-
-def _offline_message(repo_id: str, why: str) -> str:
-    return (
-        f"cannot get '{repo_id}' from the Hugging Face hub ({why}). Download it where the hub is "
-        f"reachable (`hf download {repo_id} --local-dir DIR`; FFAA's 7B checkpoint is "
-        "about 15 GB) and pass --model DIR."
-    )
-
-
-def _hub_reachable(hub, timeout: float = 3.0) -> bool:
-    """A quick name lookup and connect to the hub's host, so that an offline machine gets one
-    clear message at once instead of the client's retries (about half a minute).
-
-    With HF_HUB_OFFLINE set the hub client only reads its cache, so there is nothing to check.
-    """
-    import os
-    import socket
-    from urllib.parse import urlparse
-
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return True
-    url = urlparse(getattr(hub.constants, "ENDPOINT", "https://huggingface.co"))
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-class _AnswerEnd:
-    """Stops each row once it has written a complete `Forgery type: ...` line.
-
-    The answer format ends with that field, so anything after it is chatter; stopping there
-    changes no field of the answer. Returns one flag per row, as transformers expects.
-    """
-
-    def __init__(self, tokenizer, prompt_len: int):
-        self.tokenizer = tokenizer
-        self.prompt_len = prompt_len
-
-    def __call__(self, input_ids, scores, **kwargs):
-        torch = require("torch", "torch", "running the model")
-        done = []
-        for ids in input_ids:
-            tail = self.tokenizer.decode(ids[self.prompt_len :][-48:], skip_special_tokens=True)
-            done.append(bool(_ANSWER_END.search(tail)))
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+    return has_weights and (folder / "config.json").is_file()
 
 
 class HFLlavaBackend:
@@ -262,7 +188,7 @@ class HFLlavaBackend:
         request; seconds taken, 0 when decoding is not compiled. Call once at start-up, with
         `sampling` when requests will sample (that path is compiled too).
 
-        If compiling fails, the backend falls back to plain `generate` (the reason is printed
+        If compiling fails, the backend falls back to plain `generate` (the reason is logged
         and kept in `fast_error`) rather than failing every later request.
         """
         if self.fast is None:
@@ -271,7 +197,7 @@ class HFLlavaBackend:
             try:
                 return self.fast.warmup(self, log, sampling=sampling)
             except Exception as exc:  # any compiler/driver error: plain decoding still works
-                from .fast import give_up
+                from .fast import give_up  # fast.py never imports this module: no cycle
 
                 self.fast_error = give_up(self.fast, exc, log)
                 self.fast = None
@@ -326,14 +252,16 @@ class HFLlavaBackend:
             torch.manual_seed(settings.seed)
             inputs = self._inputs(requests)
             prompt_len = inputs["input_ids"].shape[1]
-            stop = _AnswerEnd(self.tokenizer, prompt_len) if settings.stop_at_answer_end else None
+            stop = answer_end_stop(self.tokenizer, prompt_len, requests, settings.stop_at_answer_end)
             kwargs = self._generate_kwargs(settings)
             if stop is not None:
                 kwargs["stopping_criteria"] = [stop]
             out = self.model.generate(**inputs, **kwargs)
         return [self._finish(row, out[i, prompt_len:], settings, stop) for i, row in enumerate(requests)]
 
-    def _finish(self, request, new_ids, settings: DecodingSettings, stop) -> Generation:
+    def _finish(self, request: GenerationRequest, new_ids, settings: DecodingSettings, stop) -> Generation:
+        """One row's text and why it stopped; with an answer-end `stop`, cut after the request's
+        closing line (a row checked every few tokens may have written past it)."""
         ids = new_ids.tolist()
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         stopped_by = "max_new_tokens"
@@ -343,10 +271,11 @@ class HFLlavaBackend:
         while ids and ids[-1] == pad and pad != eos:
             ids.pop()
         text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-        if stopped_by != "eos" and stop is not None and _ANSWER_END.search(text + "\n"):
+        end = answer_end_pattern(tuple(request.end_labels)) if stop is not None else None
+        if stopped_by != "eos" and ended(text, end):
             if len(ids) < settings.max_new_tokens:
                 stopped_by = "answer_end"
-            text = _cut_after_answer(text)
+            text = cut_after_answer(text, end)
         return Generation(text=text, new_tokens=len(ids), stopped_by=stopped_by)
 
     def score_verdict(self, requests: Sequence[GenerationRequest]) -> list[float]:
@@ -431,8 +360,3 @@ def _fast_decoder(backend: HFLlavaBackend, options: LoadOptions, quant: str):
     if mode == "off":
         return None
     return FastDecoder(backend.model, backend.tokenizer, mode, FastSettings(rows=options.compile_rows))
-
-
-def _cut_after_answer(text: str) -> str:
-    match = _ANSWER_END.search(text + "\n")
-    return text[: match.end()].rstrip() if match else text

@@ -68,7 +68,7 @@ FORMATS: dict[str, QuantFormat] = {
         QuantFormat("int8-ao", "torchao", 8, True, "torchao int8 weight-only, per row"),
     )
 }
-QUANT_CHOICES = ("auto", *FORMATS)
+from ..options import QUANT_CHOICES  # noqa: E402 (the --quant choices: "auto" + FORMATS, checked by a test)
 BNB_FORMATS = tuple(n for n, f in FORMATS.items() if f.library == "bitsandbytes")
 TORCHAO_FORMATS = tuple(n for n, f in FORMATS.items() if f.library == "torchao")
 

@@ -23,12 +23,11 @@ from typing import Any, Literal
 
 from ..errors import MissingDependencyError
 from ..lazy import require
-from .convert import (
+from .hub import build_atomically, ffaa_cache_root
+from .llava_layout import (
     add_llava_tokens,
-    build_atomically,
     build_image_processor,
     build_processor,
-    ffaa_cache_root,
     padded_vocab_size,
     save_processor,
     vicuna_chat_template,

@@ -1,7 +1,7 @@
 """The batch on Ray: Ray Data feeds items to a pool of actors, each holding one model replica.
 
 Each actor builds its assistant once from the (picklable) factory, then prepares and analyses
-the items it is given with the same code as a local run (`runner.process`), and returns each
+the items it is given with the same code as a local run (`work.process`), and returns each
 item's block as JSON. This process, the driver, is the only writer of the log: it commits
 blocks as they stream back, so resume and de-duplication work exactly as in a local run. The
 inputs must be readable at the same paths on every node (a shared file system).
@@ -33,6 +33,7 @@ from ..lazy import require
 from .engine import EngineSettings, ItemError, Prepared, build_block, prepare
 from .inputs import Item, item_from_dict, item_to_dict
 from .records import Block
+from .work import prefetch, process
 
 if TYPE_CHECKING:
     from .runner import AssistantFactory, RayOptions, Writer
@@ -216,8 +217,6 @@ class _Worker:
                 "message": np.array([failure[1]] * rows, dtype=object)}
 
     def _blocks(self, texts) -> list[str]:
-        from .runner import prefetch, process
-
         items = [item_from_dict(json.loads(text)) for text in texts]
         prepared = prefetch(items, lambda i: prepare(i, self.assistant, self.settings))
         return [b.to_json() for b in process(prepared, self.assistant, self.settings, self.group_faces)]

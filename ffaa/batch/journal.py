@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +23,8 @@ from typing import Any
 
 from ..errors import FfaaError
 from .records import FINAL_RECORDS, Block
+
+log = logging.getLogger(__name__)
 
 LOG_NAME = "reports.jsonl"
 THUMBS = "thumbs"
@@ -217,8 +219,8 @@ def _lock(fd: int, folder: Path) -> None:
     except OSError as exc:  # a file system without locks (NFS without lockd, some FUSE mounts)
         if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
             raise
-        print(f"warning: {folder} cannot be locked ({describe_os_error(exc)}): make sure no other "
-              "ffaa batch writes there at the same time", file=sys.stderr)
+        log.warning("warning: %s cannot be locked (%s): make sure no other ffaa batch writes there at the "
+                    "same time", folder, describe_os_error(exc))
 
 
 def check_folder(folder: Path, resume: bool) -> None:

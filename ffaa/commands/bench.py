@@ -36,10 +36,13 @@ def add_parser(sub) -> None:
     p.add_argument("--batch", nargs="*", default=None, metavar="IMAGE",
                    help="instead: images/s of whole analyses, one image at a time vs batched across images, "
                         "and triage (default images: 8 variants of the sample face)")
-    p.add_argument("--batch-size", type=int, default=12,
-                   help="with --batch: prompts per generate call (and per compiled call, unless --compile-rows)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="with --batch: prompts per generate call (and per compiled call, unless --compile-rows; default 12)")
     add_model_args(p)
     p.set_defaults(func=run, parser=p)
+
+
+BATCH_SIZE = 12  # --batch's default: prompts per generate call
 
 
 def parse_list(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -52,9 +55,11 @@ def parse_list(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch_size != 12 and args.batch is None:
+    if args.batch_size is not None and args.batch is None:  # None: not given (the default is applied below)
         raise FfaaError("--batch-size applies to --batch (the images/s benchmark)")
     if args.batch is not None:
+        if args.batch_size is None:
+            args.batch_size = BATCH_SIZE
         return run_batch_bench(args)
     from PIL import Image
 

@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..backends.fast import COMPILE_CHOICES
-from ..backends.quant import QUANT_CHOICES
 from ..errors import FfaaError
+from ..models import FFAA
+from ..options import COMPILE_CHOICES, QUANT_CHOICES
 from ..types import DecodingSettings
 
-DEFAULT_MODEL = "thu-huangzc/ffaa-mistral-7b"
+DEFAULT_MODEL = FFAA.model_id
 DEMO_BANNER = (
     "DEMO MODE: a tiny model with RANDOM weights, trained only to WRITE THE ANSWER FORMAT, answers.\n"
     "Its descriptions, reasoning, verdicts, probabilities and match scores are NOISE: they say\n"

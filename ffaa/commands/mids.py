@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import FfaaError
+from ..models import FFAA
 
-FFAA_CLIP = "openai/clip-vit-large-patch14-336"  # same as ffaa.mids.net; repeated to stay light
-FFAA_T5 = "t5-base"
+FFAA_CLIP = FFAA.clip.repo_id  # the registry is light: no need to import ffaa.mids (torch) here
+FFAA_T5 = FFAA.t5.repo_id
 
 
 def add_parser(sub) -> None:
