@@ -289,7 +289,7 @@ def evaluate_run(path: str | Path, labels_path: str | None = None, rule: VoteRul
 def _with_labels(items: list[RunItem], labels_path: str, problems: list[str]) -> list[RunItem]:
     from dataclasses import replace
 
-    from .labels import load_labels
+    from .label_sources import load_labels
     from .matching import PathIndex
 
     labels = {label.id: label for label in load_labels(labels_path).labels}

@@ -85,31 +85,14 @@ def normalize_type(kind: Any) -> str | None:
     return text
 
 
-def load_labels(path: str | Path) -> LabelSet:
-    """Read labels from a benchmark folder, a `<set>.json`, a CSV or a JSONL file."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        from .benchmarks import load_benchmark
-
-        return load_benchmark(p).label_set()
-    if not p.is_file():
-        raise InputError(f"labels not found: {p}")
-    try:
-        return _load_label_file(p)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"labels {p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-
-
-def _load_label_file(p: Path) -> LabelSet:
+def load_table_labels(p: Path) -> LabelSet:
+    """Labels from a CSV or JSONL table (`ffaa.eval.label_sources.load_labels` reads every
+    source, benchmark folders and `<set>.json` files too)."""
     suffix = p.suffix.lower()
     if suffix == ".csv":
         return _from_rows(str(p), _csv_rows(p))
     if suffix == ".jsonl":
         return _from_rows(str(p), _jsonl_rows(p))
-    if suffix == ".json":
-        from .benchmarks import load_set_json
-
-        return build_label_set(str(p), load_set_json(p))
     raise InputError(f"labels {p}: expected a benchmark folder, <set>.json, .csv or .jsonl")
 
 

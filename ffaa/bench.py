@@ -341,7 +341,3 @@ def format_table(result: BenchResult | Sequence[BenchResult], title: str | None 
         rows.append("\nnot run: " + "; ".join(skipped))
     rows.append(f"\nmemory: {first.memory_note}")
     return "\n".join(rows)
-
-
-def print_result(result: BenchResult | Sequence[BenchResult], out=sys.stdout) -> None:
-    print(format_table(result), file=out)

@@ -40,7 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"ffaa.commands.{name}").add_parser(sub)
+    _logging_args_everywhere(parser)
     return parser
+
+
+def _logging_args_everywhere(parser: argparse.ArgumentParser) -> None:
+    """-v/-q after a subcommand too (`ffaa batch ... -v`): every subparser takes them, with no
+    default of its own so that `ffaa -v batch ...` keeps the value given before it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                add_logging_args(child, default=argparse.SUPPRESS)
+                _logging_args_everywhere(child)
 
 
 def _version() -> str:
@@ -67,12 +78,14 @@ def quiet_third_party_logs() -> None:
 _FORMATS = ("%(message)s", "%(name)s: %(message)s")
 
 
-def add_logging_args(parser: argparse.ArgumentParser) -> None:
-    """-v/-vv/-q, shared by `ffaa` and `python app.py` so both print the same way."""
+def add_logging_args(parser: argparse.ArgumentParser, default: object = None) -> None:
+    """-v/-vv/-q on `parser` (every ffaa command has them). `default` replaces the defaults
+    (0 and False) when given, e.g. argparse.SUPPRESS on subcommands."""
     g = parser.add_mutually_exclusive_group()
-    g.add_argument("-v", "--verbose", action="count", default=0,
+    g.add_argument("-v", "--verbose", action="count", default=0 if default is None else default,
                    help="more messages on stderr: -v all of ffaa's INFO (with the logger's name), -vv DEBUG")
-    g.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    g.add_argument("-q", "--quiet", action="store_true", default=False if default is None else default,
+                   help="only errors on stderr")
 
 
 def verbosity(args: argparse.Namespace) -> int:

@@ -17,9 +17,13 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class Decider(Protocol):
-    """Chooses among candidates. `decide_many` lets a network batch several faces."""
+    """Chooses among candidates. `decide_many` lets a network batch several faces.
+
+    `explains`: whether its decisions can be explained with a heatmap (`ffaa.heatmaps`).
+    """
 
     name: str
+    explains: bool
 
     def decide_many(
         self, faces: Sequence["Image.Image"], candidates: Sequence[Sequence[Candidate]]
@@ -57,6 +61,7 @@ class MajorityDecider:
     """
 
     name = "majority"
+    explains = False  # a vote has nothing to point at in the image
 
     def decide_many(self, faces, candidates):
         return [self.decide(c) for c in candidates]

@@ -29,6 +29,7 @@ class ForgeryType(str, enum.Enum):
 
 
 PromptKind = Literal["question", "hypothesis_real", "hypothesis_fake", "custom"]
+StopReason = Literal["eos", "answer_end", "max_new_tokens", "unknown"]
 Difficulty = Literal["easy", "hard"]
 
 
@@ -76,7 +77,7 @@ class Candidate:
     raw_text: str
     parse: ParseResult
     new_tokens: int = 0
-    stopped_by: Literal["eos", "answer_end", "max_new_tokens", "unknown"] = "unknown"
+    stopped_by: StopReason = "unknown"
 
     @property
     def answer(self) -> ForensicAnswer | None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ffaa.errors import FfaaError, InputError
+from ffaa.options import IMAGE_SUFFIXES
 from ffaa.jsonio import read_json
 from ffaa.parsing import mask_for_mids, parse_answer
 from ffaa.types import ForensicReport, Verdict
@@ -37,7 +38,6 @@ from ffaa.types import ForensicReport, Verdict
 if TYPE_CHECKING:
     from PIL import Image
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
 def class_label(image_is_fake: bool, claims_fake: bool) -> int:
@@ -137,7 +137,7 @@ def labelled_images(source: str | Path) -> list[tuple[Path, bool]]:
 
 def find_labelled_images(source: str | Path) -> LabelledImages:
     """Labelled images from a folder with `real/` and `fake/` subfolders (hidden files skipped),
-    or from any label source `ffaa.eval.labels.load_labels` reads (benchmark folder, <set>.json,
+    or from any label source `ffaa.eval.label_sources.load_labels` reads (benchmark folder, <set>.json,
     CSV, JSONL), with the label rows it skipped."""
     src = Path(source).expanduser()
     if src.is_dir() and ((src / "real").is_dir() or (src / "fake").is_dir()):
@@ -145,7 +145,7 @@ def find_labelled_images(source: str | Path) -> LabelledImages:
     if src.is_dir() and not any((d / f"{d.name}.json").is_file() for d in src.iterdir()):
         raise InputError(f"{src}: no labelled images: expected real/ and fake/ subfolders, or benchmark sets "
                          "(<set>/<set>.json, e.g. DPF/DPF.json)")
-    from ffaa.eval.labels import load_labels
+    from ffaa.eval.label_sources import load_labels
 
     labels = load_labels(src)
     root = src if src.is_dir() else (src.parent.parent if src.suffix == ".json" else src.parent)

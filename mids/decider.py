@@ -60,6 +60,7 @@ class MidsDecider:
     """
 
     name = "mids"
+    explains = True  # Grad-CAM over its image encoder (`ffaa.mids.heatmap`)
 
     def __init__(self, net: MidsNet, tokenizer: Any, image_processor: Any, *, device: str | torch.device = "cpu",
                  strict_ffaa: bool = False, max_length: int = T5_MAX_LENGTH,

@@ -7,8 +7,8 @@ import argparse
 import pytest
 
 from ffaa.cli import build_parser, main
-from ffaa.commands.common import find_mids
 from ffaa.errors import FfaaError
+from ffaa.spec import AssistantSpec
 
 
 def test_help_lists_every_command(capsys):
@@ -19,21 +19,20 @@ def test_help_lists_every_command(capsys):
         assert command in out
 
 
-def _args(**kw):
-    base = dict(no_mids=False, mids=None, model="thu-huangzc/ffaa-mistral-7b", revision=None)
-    return argparse.Namespace(**{**base, **kw})
+def find_mids(**kw):
+    return AssistantSpec(**kw).find_mids()
 
 
-def test_mids_lookup(tmp_path, monkeypatch, capsys):
-    assert find_mids(_args(no_mids=True)) is None
+def test_mids_lookup(tmp_path, monkeypatch, caplog):
+    assert find_mids(no_mids=True) is None
     with pytest.raises(FfaaError, match="MIDS weights not found"):
-        find_mids(_args(mids=str(tmp_path / "nope.pth")))
-    assert find_mids(_args(model=str(tmp_path))) is None
+        find_mids(mids=str(tmp_path / "nope.pth"))
+    assert find_mids(model=str(tmp_path)) is None
     (tmp_path / "mids.pth").write_bytes(b"x")
-    assert find_mids(_args(model=str(tmp_path))) == tmp_path / "mids.pth"
+    assert find_mids(model=str(tmp_path)) == tmp_path / "mids.pth"
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert find_mids(_args(model="nobody/no-such-model")) is None
-    assert "majority vote" in capsys.readouterr().err
+    assert find_mids(model="nobody/no-such-model") is None
+    assert "majority vote" in caplog.text
 
 
 def test_options_are_checked_before_any_model_is_loaded(capsys):

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ffaa.eval.detection_eval import EvaluationOptions, evaluate_detection, to_markdown
-from ffaa.eval.labels import load_labels, parse_label
+from ffaa.eval.label_sources import load_labels
+from ffaa.eval.labels import parse_label
 from ffaa.eval.matching import PathIndex
 from ffaa.eval.predictions import BATCH_SCHEMA, aggregate_images, load_predictions
 

@@ -32,18 +32,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Cycles in modules that other parts of the refactor own, with the fix each needs; a test
-# below fails once one is gone, so this list can only shrink.
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"ffaa.batch.html", "ffaa.batch.summary"}):
-        "summary.write_summaries imports html.render_html, html imports summary: move "
-        "write_summaries above both",
-    frozenset({"ffaa.eval.benchmarks", "ffaa.eval.labels"}):
-        "labels.load_labels imports benchmarks, benchmarks imports labels: move load_labels "
-        "(the loader of every label source) above both",
-}
-
-
 def package_modules(repo: Path = REPO) -> dict[str, Path]:
     """Every module of the packages pyproject.toml declares, by installed name."""
     setuptools = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
@@ -172,19 +160,8 @@ def test_the_graph_covers_every_package():
 
 def test_no_import_cycles():
     graph = _ffaa_graph()
-    new = [c for c in cycles(graph) if frozenset(c) not in KNOWN_CYCLES]
-    assert not new, "import cycles:\n" + "\n".join(describe(c, graph) for c in new)
-
-
-def test_known_cycles_are_still_there():
-    """Once a known cycle is broken, its entry must go, so that it cannot come back unnoticed."""
-    present = {frozenset(c) for c in cycles(_ffaa_graph())}
-    gone = [sorted(c) for c in KNOWN_CYCLES if c not in present]
-    assert not gone, f"no longer cycles, remove them from KNOWN_CYCLES: {gone}"
-
-
-# -- the rules, on made-up modules ------------------------------------------------------------
-
+    found = cycles(graph)
+    assert not found, "import cycles:\n" + "\n".join(describe(c, graph) for c in found)
 
 def _graph(**sources: str) -> dict[str, dict[str, int]]:
     named = {name.replace("__", "."): text for name, text in sources.items()}

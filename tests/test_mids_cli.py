@@ -249,7 +249,7 @@ def test_missing_encoders_are_one_line_naming_the_flag(tmp_path):
 
 def test_encoder_flags_reach_the_decider(tmp_path, monkeypatch):
     from ffaa.cli import build_parser
-    from ffaa.commands.common import load_decider
+    from ffaa.commands.common import assistant_spec
     from ffaa.mids.decider import MidsDecider
 
     weights = tmp_path / "mids.safetensors"
@@ -258,5 +258,5 @@ def test_encoder_flags_reach_the_decider(tmp_path, monkeypatch):
     monkeypatch.setattr(MidsDecider, "from_pretrained", classmethod(lambda cls, path, **kw: seen.update(kw) or "mids"))
     args = build_parser().parse_args(["analyze", "x.png", "--mids", str(weights), "--mids-clip", "/m/clip",
                                       "--mids-t5", "/m/t5", "--device", "cpu"])
-    assert load_decider(args) == "mids"
+    assert assistant_spec(args).load_decider() == "mids"
     assert (seen["clip"], seen["t5"]) == ("/m/clip", "/m/t5")

@@ -131,12 +131,13 @@ def test_torchao_leaves_inductor_settings_alone(tiny_dir):
 
 def test_compile_rows_follow_the_batch_size_in_batch_jobs():
     from ffaa.cli import build_parser
-    from ffaa.commands.common import compile_rows
+    from ffaa.commands.batch import build_config
+    from ffaa.commands.common import assistant_spec
     from ffaa.errors import FfaaError
 
     parse = build_parser().parse_args
-    assert compile_rows(parse(["analyze", "x.png"])) == 3
-    assert compile_rows(parse(["batch", "in/", "--out", "o", "--batch-size", "24"])) == 24
-    assert compile_rows(parse(["batch", "in/", "--out", "o", "--compile-rows", "6"])) == 6
+    assert assistant_spec(parse(["analyze", "x.png"])).compile_rows == 3
+    assert build_config(parse(["batch", "in/", "--out", "o", "--batch-size", "24"]))[1].compile_rows == 24
+    assert build_config(parse(["batch", "in/", "--out", "o", "--compile-rows", "6"]))[1].compile_rows == 6
     with pytest.raises(FfaaError, match="--compile-rows must be at least 1"):
-        compile_rows(parse(["analyze", "x.png", "--compile-rows", "0"]))
+        assistant_spec(parse(["analyze", "x.png", "--compile-rows", "0"]))

@@ -81,13 +81,49 @@ class SessionState:
     question: tuple[int, str] | None = None
 
 
+@dataclass(frozen=True)
+class Page:
+    """The page's components that events update. Handlers return `{component: value}` dicts
+    built from these names; a component a handler leaves out keeps its value, so no handler
+    depends on the order of an output list."""
+
+    state: Any
+    chat: Any
+    cards: Any
+    faces: Any
+    candidates: Any
+    dl_json: Any
+    dl_md: Any
+    dl_html: Any
+    face_sel: Any
+    error: Any
+    question: Any
+    ask: Any
+    upload: Any
+
+    def all(self) -> list[Any]:
+        return [getattr(self, f) for f in self.__dataclass_fields__]
+
+
+Update = dict[Any, Any]
+
+
 class Handlers:
-    """The event functions. Each returns values in the order of the outputs it is wired to."""
+    """The event functions; each returns (or yields) a `{component: value}` dict."""
 
     def __init__(self, assistant: Assistant, options: UiOptions, workspace: Workspace):
         self.assistant = assistant
         self.options = options
         self.workspace = workspace
+        self.page: Page | None = None  # set by build_ui once the components exist
+
+    def downloads(self, files: ReportFiles | None) -> Update:
+        p = self.page
+        return dict(zip((p.dl_json, p.dl_md, p.dl_html), download_updates(files)))
+
+    def inputs(self, locked: bool, value: Any = None) -> Update:
+        p = self.page
+        return dict(zip((p.question, p.ask), input_updates(locked, value)))
 
     # -- outputs --------------------------------------------------------------------------
 
@@ -99,31 +135,31 @@ class Handlers:
         error: str | None = None,
         preview: Any = None,
         files: ReportFiles | None = None,
-    ) -> tuple[Any, ...]:
-        """state, chat, cards, image, candidates, 3 downloads, face selector, error box, question
-        box, Ask button (unlocked: a new image ends any answer still being written)."""
-        case = state.case
+    ) -> Update:
+        """The whole view of a session (the question box and Ask button unlocked: a new image
+        ends any answer still being written)."""
+        p, case = self.page, state.case
         image = annotated_image(case) if case is not None else preview
         choices = thread_choices(case)
-        return (
-            state,
-            chat,
-            verdict_cards_html(case, self.options.demo),
-            image,
-            candidates_html(case),
-            *download_updates(files),
-            gr.update(choices=choices, value=0 if choices else None, visible=len(choices) > 1),
-            error_update(error),
-            *input_updates(locked=False),
-        )
+        return {
+            p.state: state,
+            p.chat: chat,
+            p.cards: verdict_cards_html(case, self.options.demo),
+            p.faces: image,
+            p.candidates: candidates_html(case),
+            **self.downloads(files),
+            p.face_sel: gr.update(choices=choices, value=0 if choices else None, visible=len(choices) > 1),
+            p.error: error_update(error),
+            **self.inputs(locked=False),
+        }
 
-    def failed(self, message: str, state: SessionState = SessionState()) -> tuple[Any, ...]:
+    def failed(self, message: str, state: SessionState = SessionState()) -> Update:
         gr.Warning(message)
         return self.view(state, chat_messages(state.case), error=message)
 
     # -- first turn -----------------------------------------------------------------------
 
-    def receive(self, path: str | None, question: str, face_mode: FaceMode) -> tuple[Any, ...]:
+    def receive(self, path: str | None, question: str, face_mode: FaceMode) -> Update:
         """Check an uploaded file; a good one waits for the model, a bad one is explained."""
         if not path:
             return self.view(SessionState(), [])
@@ -143,11 +179,11 @@ class Handlers:
         chat = chat_messages(None, upload_name=name, status="Waiting for the model…")
         return self.view(state, chat, preview=preview)
 
-    def analyze(self, state: SessionState) -> tuple[Any, ...]:
+    def analyze(self, state: SessionState) -> Update:
         """Run the full analysis of the waiting image: the chat's first turn."""
         pending = state.pending
         if pending is None:  # the session moved on (new case) while this waited in the queue
-            return tuple(skip(12))
+            return {}
         try:
             case = analyze_pending(self.assistant, pending)
             files = write_report_files(case, self.workspace, self.options.demo)
@@ -161,7 +197,7 @@ class Handlers:
 
     # -- follow-ups -----------------------------------------------------------------------
 
-    def accept_question(self, text: str, face: int | None, state: SessionState) -> tuple[Any, ...]:
+    def accept_question(self, text: str, face: int | None, state: SessionState) -> Update:
         """Check a follow-up question and show it at once; the answer comes from `answer`."""
         question = (text or "").strip()
         case = state.case
@@ -176,19 +212,22 @@ class Handlers:
             problem = f"The question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}."
         if problem is not None:
             gr.Warning(problem)
-            return (replace(state, question=None), gr.skip(), *skip(3), error_update(problem), text, gr.skip())
+            p = self.page
+            return {p.state: replace(state, question=None), p.error: error_update(problem), p.question: text}
         face = face if face is not None and 0 <= face < len(case.threads) else 0
         pending = (face, Turn(question, ""))
         new = SessionState(case=case, question=(face, question))
         # The question box and button stay locked until the answer is complete: one question
         # at a time per session, so a second answer can never overwrite the first one's state.
-        return (new, chat_messages(case, pending_question=pending), *skip(3), error_update(None),
-                *input_updates(locked=True, value=""))
+        p = self.page
+        return {p.state: new, p.chat: chat_messages(case, pending_question=pending), p.error: error_update(None),
+                **self.inputs(locked=True, value="")}
 
-    def answer(self, state: SessionState) -> Iterator[tuple[Any, ...]]:
+    def answer(self, state: SessionState) -> Iterator[Update]:
         """Stream the model's answer to the waiting question into the chat, token by token."""
+        p = self.page
         if state.case is None or state.question is None:  # the session moved on meanwhile
-            yield (*skip(6), *input_updates(locked=False))
+            yield self.inputs(locked=False)
             return
         case, (face, question) = state.case, state.question
         settings = chat_settings(self.assistant, self.options.chat_max_new_tokens)
@@ -199,24 +238,24 @@ class Handlers:
                 if sent and now - sent < UPDATE_EVERY_S:
                     continue  # the first piece goes out at once; later ones at most every 50 ms
                 sent = now
-                yield (state, chat_messages(case, pending_question=(face, turn)), *skip(6))
+                yield {p.state: state, p.chat: chat_messages(case, pending_question=(face, turn))}
         except Exception as exc:
             log.exception("follow-up answer failed")
             message = str(exc) if isinstance(exc, FfaaError) else "the answer failed with an internal error (see the server log)"
             gr.Warning(message)
-            yield (SessionState(case=case), chat_messages(case), *skip(3), error_update(message),
-                   *input_updates(locked=False, value=question))
+            yield {p.state: SessionState(case=case), p.chat: chat_messages(case), p.error: error_update(message),
+                   **self.inputs(locked=False, value=question)}
             return
         done = case.with_turn(face, turn)
         files = write_report_files(done, self.workspace, self.options.demo)
-        yield (SessionState(case=done), chat_messages(done), *download_updates(files), error_update(None),
-               *input_updates(locked=False))
+        yield {p.state: SessionState(case=done), p.chat: chat_messages(done), **self.downloads(files),
+               p.error: error_update(None), **self.inputs(locked=False)}
 
     # -- other actions --------------------------------------------------------------------
 
-    def reset(self) -> tuple[Any, ...]:
+    def reset(self) -> Update:
         """"New case": forget the image, the analysis and the conversation."""
-        return (*self.view(SessionState(), [])[:-2], *input_updates(locked=False, value=""), None)
+        return {**self.view(SessionState(), []), **self.inputs(locked=False, value=""), self.page.upload: None}
 
     def api_analyze(self, path: str | None) -> str:
         """API endpoint: analyse one image and return the case record (the JSON download) as text.
@@ -233,10 +272,6 @@ class Handlers:
             return json.dumps(case_record(analyze_pending(self.assistant, pending)), ensure_ascii=False)
         except FfaaError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
-
-
-def skip(n: int) -> list[Any]:
-    return [gr.skip()] * n
 
 
 def download_updates(files: ReportFiles | None) -> list[Any]:
@@ -310,7 +345,9 @@ def build_ui(assistant: Assistant, options: UiOptions = UiOptions(), workspace: 
         api_out = gr.Textbox(visible=False)
         api_btn = gr.Button(visible=False)
 
-        view = [state, chatbot, cards, faces_img, candidates, dl_json, dl_md, dl_html, face_sel, error_box, question, ask_btn]
+        h.page = Page(state, chatbot, cards, faces_img, candidates, dl_json, dl_md, dl_html, face_sel, error_box,
+                      question, ask_btn, upload)
+        view = [c for c in h.page.all() if c is not upload]
         ask_view = [state, chatbot, dl_json, dl_md, dl_html, error_box, question, ask_btn]
         private = {"api_visibility": "private"}
         analyzing = (
@@ -327,7 +364,7 @@ def build_ui(assistant: Assistant, options: UiOptions = UiOptions(), workspace: 
                      show_progress="hidden", **private)
         )
         for trigger, name in ((new_btn.click, "ui_reset"), (chatbot.clear, "ui_clear")):
-            trigger(h.reset, None, [*view, upload], api_name=name, cancels=[analyzing, answering], **private)
+            trigger(h.reset, None, h.page.all(), api_name=name, cancels=[analyzing, answering], **private)
         # A new image stops whatever the model was still doing for this session's old one.
         upload.change(None, None, None, cancels=[analyzing, answering], **private)
         api_btn.click(h.api_analyze, api_file, api_out, api_name="analyze", concurrency_limit=1, concurrency_id=MODEL)

@@ -18,7 +18,12 @@ from ..types import DecodingSettings
 if TYPE_CHECKING:
     from PIL import Image
 
-StopReason = Literal["eos", "answer_end", "max_new_tokens", "unknown"]
+from ..types import StopReason
+
+
+def round_up(n: int, multiple: int) -> int:
+    """`n` rounded up to a multiple of `multiple` (vocabulary padding, compiled length buckets)."""
+    return -(-n // multiple) * multiple
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from typing import Any
 from ..errors import FfaaError, one_line
 from ..lazy import require
 from ..types import DecodingSettings
-from .base import Generation, GenerationRequest
+from .base import Generation, GenerationRequest, round_up
 from .generation import answer_end_stop
 
 from ..options import COMPILE_CHOICES  # the --compile choices live with the CLI's option lists
@@ -82,7 +82,7 @@ class FastSettings:
 
 def bucket_up(n: int, bucket: int) -> int:
     """`n` rounded up to a multiple of `bucket`."""
-    return -(-n // bucket) * bucket
+    return round_up(n, bucket)
 
 
 def resolve_mode(mode: str, device: str, weights_compile: bool) -> str:
@@ -379,7 +379,7 @@ def give_up(decoder: FastDecoder, exc: BaseException, log: Callable[[str], None]
 
 def _info(message: str) -> None:
     """The default `log` of a warm-up: its progress (a minute on a GPU) as info."""
-    log.info(message)
+    log.info(message, extra={"progress": True})
 
 
 def _warning(message: str) -> None:

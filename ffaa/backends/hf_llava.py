@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, FfaaError, WeightsNotFoundError
+from ..options import DTYPE_CHOICES
 from ..lazy import require
 from ..types import DecodingSettings
 from . import hub
@@ -24,7 +25,6 @@ from .base import BackendInfo, Generation, GenerationRequest
 from .generation import answer_end_pattern, answer_end_stop, cut_after_answer, ended
 from .quant import QUANT_CHOICES  # formats and their defaults are described in quant.py
 
-DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
 # Module paths kept in full precision under bitsandbytes (transformers 5 uses full paths).
 KEEP_UNQUANTIZED = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import CheckpointError
 from ..jsonio import read_json
 from ..lazy import require
+from .base import round_up
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -34,7 +35,7 @@ def read_json_object(path: Path) -> dict[str, Any]:
 
 def padded_vocab_size(n_tokens: int) -> int:
     """The embedding rows for `n_tokens` real tokens, rounded up to a multiple of 64."""
-    return -(-n_tokens // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+    return round_up(n_tokens, VOCAB_MULTIPLE)
 
 
 def add_llava_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:

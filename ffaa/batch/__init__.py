@@ -10,7 +10,7 @@ the step that needs it.
 from .aggregate import RULES, VideoAggregate, aggregate
 from .bench import BatchBench, bench_batch
 from .engine import EngineSettings, VideoOptions
-from .factory import CliAssistantFactory, ScriptedAssistantFactory
+from .factory import ScriptedAssistantFactory
 from .inputs import Discovery, Item, Source, discover
 from .journal import LOG_NAME, OutputError, ReportLog, scan_log
 from .runner import (
@@ -21,7 +21,8 @@ from .runner import (
     RayOptions,
     run_batch,
 )
-from .summary import BatchSummary, load_summary, write_summaries
+from .outputs import write_summaries
+from .summary import BatchSummary, load_summary
 from .triage import triage_prompt, triage_reports
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
     "BatchInterrupted",
     "BatchResult",
     "BatchSummary",
-    "CliAssistantFactory",
     "Discovery",
     "EngineSettings",
     "GenerationFailed",

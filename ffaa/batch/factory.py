@@ -1,10 +1,11 @@
-"""Recipes that build an `Assistant`. They are picklable, so each Ray actor builds its own model
-replica from the same recipe as the driver would, and `bench_batch` can build fresh ones.
+"""Recipes that build an `Assistant` for a batch run. Any picklable zero-argument callable
+works (each Ray actor builds its own model replica from the same recipe as the driver would);
+the usual one is an `AssistantSpec` (`ffaa.spec`), which is such a callable.
+`ScriptedAssistantFactory` is the spec of the rule-based backend, for tests and dry runs.
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,49 +15,24 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class CliAssistantFactory:
-    """The assistant `ffaa analyze` would build from the same command-line arguments."""
-
-    args: dict[str, Any]
-
-    @classmethod
-    def from_namespace(cls, ns: argparse.Namespace) -> CliAssistantFactory:
-        return cls({k: v for k, v in vars(ns).items() if k != "func"})
-
-    def __call__(self) -> Assistant:
-        from ..commands.common import build_assistant
-
-        return build_assistant(argparse.Namespace(**self.args))
-
-    def describe(self) -> dict[str, Any]:
-        model = "demo (tiny random LLaVA)" if self.args.get("demo") else self.args.get("model")
-        return {"model": model, "device": self.args.get("device"), "quant": self.args.get("quant")}
-
-
-@dataclass(frozen=True)
 class ScriptedAssistantFactory:
-    """An assistant on the rule-based `ScriptedBackend` and the majority decider (no torch).
-
-    For tests and dry runs of the batch machinery; its reports are marked demo.
-    """
+    """An assistant on the rule-based `ScriptedBackend` and the majority decider (no torch
+    unless detectors are asked for). Its reports are marked demo."""
 
     options: AnalysisOptions | None = None
     delay: float = 0.0
     broken_every: int = 0
     detectors: DetectorsConfig | None = None
 
+    def spec(self):
+        from ..spec import AssistantSpec
+
+        fields = {"analysis": self.options} if self.options is not None else {}
+        return AssistantSpec(backend="scripted", scripted_delay=self.delay, scripted_broken_every=self.broken_every,
+                             detectors=self.detectors, **fields)
+
     def __call__(self) -> Assistant:
-        from ..backends.scripted import ScriptedBackend
-        from ..decision import MajorityDecider
-        from ..pipeline import Assistant
-
-        backend = ScriptedBackend(delay=self.delay, broken_every=self.broken_every)
-        detectors = None
-        if self.detectors is not None:
-            from ..detectors.runner import DetectorSet
-
-            detectors = DetectorSet.load(self.detectors)
-        return Assistant(backend, MajorityDecider(), options=self.options, detectors=detectors)
+        return self.spec().build()
 
     def describe(self) -> dict[str, Any]:
-        return {"model": "scripted-rules", "delay": self.delay}
+        return self.spec().describe()

@@ -31,7 +31,14 @@ THUMBS = "thumbs"
 
 
 class OutputError(FfaaError):
-    """The output folder cannot be used or written (exists, read-only, disk full, damaged log)."""
+    """The output folder cannot be used or written (exists, read-only, disk full, damaged log).
+
+    `says_how_to_go_on`: the message already tells the user what to rerun, so callers add nothing.
+    """
+
+    def __init__(self, message: str, says_how_to_go_on: bool = False):
+        super().__init__(message)
+        self.says_how_to_go_on = says_how_to_go_on
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -181,7 +188,7 @@ class ReportLog:
             self._rollback(before)
             raise OutputError(
                 f"cannot write {self.path}: {describe_os_error(exc)}; the last item was not saved, "
-                "earlier items are; fix this and rerun with --resume"
+                "earlier items are; fix this and rerun with --resume", says_how_to_go_on=True,
             ) from exc
         self._size = before + len(data)
 
@@ -215,7 +222,7 @@ def _lock(fd: int, folder: Path) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise OutputError(f"another ffaa batch is writing to {folder}; let it finish (or stop it), then "
-                          "rerun with --resume") from None
+                          "rerun with --resume", says_how_to_go_on=True) from None
     except OSError as exc:  # a file system without locks (NFS without lockd, some FUSE mounts)
         if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
             raise

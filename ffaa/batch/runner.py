@@ -83,7 +83,7 @@ class BatchResult:
 def run_batch(config: BatchConfig, factory: AssistantFactory) -> BatchResult:
     """Analyse every input not yet in `config.out`, then write the summaries."""
     from .distributed import ray_session
-    from .summary import write_summaries
+    from .outputs import write_summaries
 
     start = time.perf_counter()
     check_output(config)
@@ -125,7 +125,7 @@ def _analyse_all(config: BatchConfig, factory: AssistantFactory, discovery) -> t
         except KeyboardInterrupt:
             _stop_interrupted(config, writer)
         except OutputError as exc:
-            if "--resume" in str(exc):  # the log's own message already says how to go on
+            if exc.says_how_to_go_on:
                 raise
             raise OutputError(f"{exc}. The {writer.written} item(s) written before are safe: fix that, then "
                               "rerun the same command with --resume") from exc
@@ -135,7 +135,7 @@ def _analyse_all(config: BatchConfig, factory: AssistantFactory, discovery) -> t
 def _stop_interrupted(config: BatchConfig, writer: Writer) -> None:
     """After Ctrl-C: summarise what was committed (a second Ctrl-C skips that) and say how to
     finish. The item in progress was not written, so --resume redoes it."""
-    from .summary import write_summaries
+    from .outputs import write_summaries
 
     summaries = "the summaries show them"
     try:

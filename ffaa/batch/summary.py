@@ -1,9 +1,8 @@
 """Summaries of a batch folder, always rebuilt from `reports.jsonl` (the only source of truth).
 
 `load_summary` reads the committed blocks and keeps, per item, its latest analysis (a full
-analysis wins over a triage verdict); `write_summaries` writes `summary.md`, `summary.csv`
-and the self-contained `report.html`, each atomically. `ffaa batch --summarize-only DIR`
-calls it alone, so the summaries can be rebuilt at any time, even during a run.
+analysis wins over a triage verdict); this module renders them as Markdown and CSV, `html.py`
+as the self-contained `report.html`, and `outputs.write_summaries` writes all three.
 """
 
 from __future__ import annotations
@@ -17,11 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FfaaError
-from .journal import LOG_NAME, atomic_write, scan_log
+from .journal import LOG_NAME, scan_log
 
-SUMMARY_MD = "summary.md"
-SUMMARY_CSV = "summary.csv"
-REPORT_HTML = "report.html"
 LABELS = {"real": "real", "fake": "fake", "0": "real", "1": "fake"}
 
 
@@ -113,23 +109,6 @@ def _view(block: tuple[dict[str, Any], ...]) -> ItemView:
     video = next((r for r in block if r["record"] == "video"), None)
     error = next((r for r in block if r["record"] == "error"), None)
     return ItemView(block[-1], faces, video, error)
-
-
-def write_summaries(folder: str | Path) -> BatchSummary:
-    """Rebuild summary.md, summary.csv and report.html from the log."""
-    from .html import render_html
-
-    summary = load_summary(folder)
-    for name, text in ((SUMMARY_MD, to_markdown(summary)), (SUMMARY_CSV, to_csv(summary)),
-                       (REPORT_HTML, render_html(summary))):
-        atomic_write(summary.folder / name, _utf8(text))
-    return summary
-
-
-def _utf8(text: str) -> bytes:
-    """UTF-8 for display files: a file name's undecodable bytes (kept by Python as lone
-    surrogates) are shown as U+FFFD rather than refused."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").encode("utf-8")
 
 
 # -- Markdown --------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.heatmap:
         _heatmap_dir(args.heatmap)  # before the model loads: a bad folder must fail fast
     assistant = build_assistant(args)
-    if args.heatmap and getattr(assistant.decider, "name", "") != "mids":
+    if args.heatmap and not assistant.decider.explains:
         raise FfaaError("--heatmap explains MIDS's decision, and no MIDS decides here: give MIDS weights "
                         "(--mids PATH) or use --demo, without --no-mids")
     records, failures = [], 0

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 import re
 import sys
 
 from ..errors import FfaaError
-from .common import add_analysis_args, add_model_args, analysis_options, build_assistant, load_detectors
+from .common import add_analysis_args, add_model_args, assistant_spec, say
 from .detector_args import add_detector_args
 
 SCRIPTED_BANNER = "SCRIPTED MODE: fixed rules answer instead of a model; the output is not an analysis."
@@ -45,13 +46,6 @@ def add_app_args(p: argparse.ArgumentParser) -> None:
     c.add_argument("--chat-max-new-tokens", type=int, default=512, help="length limit of a follow-up answer (default 512)")
     c.add_argument("--history-turns", type=int, default=6,
                    help="follow-ups kept in the prompt besides the analysis (default 6; older ones are dropped)")
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    """The `ffaa app` options as a standalone parser (for `python app.py`)."""
-    parser = argparse.ArgumentParser(prog="app.py", description=DESCRIPTION)
-    add_app_args(parser)
-    return parser.parse_args(argv)
 
 
 def server_options(args: argparse.Namespace):
@@ -100,15 +94,11 @@ def engine(args: argparse.Namespace):
     # threads and, on a busy machine, from each other: on 2 shared cores the tiny model's
     # analysis measured 13-19 s spinning and 1.5 s passive. Must be set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    spec = assistant_spec(args)
     if args.scripted:
-        from ..backends.scripted import ScriptedBackend
-        from ..decision import MajorityDecider
-        from ..pipeline import Assistant
-
         print(SCRIPTED_BANNER, file=sys.stderr)
-        options = analysis_options(args)
-        return Assistant(ScriptedBackend(delay=0.02), MajorityDecider(), options=options, detectors=load_detectors(args))
-    return build_assistant(args)
+        spec = replace(spec, backend="scripted", scripted_delay=0.02)
+    return spec.build(log_line=say)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import FfaaError
 from .common import add_analysis_args, add_model_args
-from .detector_args import add_detector_args, detectors_config
+from .detector_args import add_detector_args
 
 VIDEO_RULES = ("mean", "fake-share", "max")
 
@@ -42,7 +43,7 @@ def add_parser(sub) -> None:
     hidden = p.add_argument_group()
     hidden.add_argument("--backend", choices=("hf", "scripted"), default="hf", help=argparse.SUPPRESS)
     hidden.add_argument("--scripted-delay", type=float, default=0.0, help=argparse.SUPPRESS)
-    p.set_defaults(func=run, rows_follow_batch_size=True)
+    p.set_defaults(func=run)
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -106,19 +107,13 @@ def run(args: argparse.Namespace) -> int:
 
 def build_config(args: argparse.Namespace):
     """The run's BatchConfig and assistant factory from the parsed arguments."""
-    from ..batch import (
-        BatchConfig,
-        CliAssistantFactory,
-        EngineSettings,
-        RayOptions,
-        ScriptedAssistantFactory,
-        VideoOptions,
-    )
-    from .common import analysis_options
+    from ..batch import BatchConfig, EngineSettings, RayOptions, VideoOptions
+    from .common import assistant_spec
 
     _check(args)
-    options = analysis_options(args)
-    detectors = detectors_config(args)  # checked now: a bad checkpoint path must not leave a folder behind
+    # Every flag, detector paths included, is checked now: a mistake must not leave a folder behind.
+    spec = assistant_spec(args, rows_follow_batch_size=True)
+    options = spec.analysis
     video = VideoOptions(args.every_seconds, args.frames_per_video, args.max_frames,
                          args.video_rule.replace("-", "_"), args.video_threshold)
     engine = EngineSettings("triage" if args.triage else "full", args.triage_threshold, video, not args.no_thumbnails)
@@ -130,8 +125,8 @@ def build_config(args: argparse.Namespace):
         progress=not args.no_progress, ray=ray,
     )
     if args.backend == "scripted":
-        return config, ScriptedAssistantFactory(options, delay=args.scripted_delay, detectors=detectors)
-    return config, CliAssistantFactory.from_namespace(args)
+        spec = replace(spec, backend="scripted", scripted_delay=args.scripted_delay)
+    return config, spec
 
 
 def _check(args: argparse.Namespace) -> None:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from ..errors import FfaaError
-from .common import add_model_args, load_backend, load_decider
+from .common import add_model_args, say, spec_from_args
 
 
 def add_parser(sub) -> None:
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                 fh.write(json.dumps({"time": stamp, **timing.as_dict()}) + "\n")
 
     def load(quant: str):
-        return load_backend(argparse.Namespace(**{**vars(args), "quant": quant}))
+        return dataclasses.replace(spec_from_args(args), quant=quant).load_backend(say)
 
     if len(formats) > 1 and not args.in_process:
         results = [r for quant in formats for r in _run_in_child(args, quant)]
@@ -159,7 +159,7 @@ def _decider_figures(args, image, backend) -> dict:
     from ..pipeline import Assistant, FaceJob
     from ..types import ImageInfo
 
-    decider = load_decider(args)
+    decider = spec_from_args(args).load_decider()
     info = ImageInfo("bench", "0" * 64, image.width, image.height, "RGB")
     cands = Assistant(backend, decider).candidates([FaceJob(image, info, None, None)])[0]
     release(backend)
@@ -188,7 +188,7 @@ def run_batch_bench(args: argparse.Namespace) -> int:
 
 def _bench_assistant(args: argparse.Namespace):
     """An assistant whose answers all have the forced length, so both flows do the same work."""
-    from ..pipeline import AnalysisOptions, Assistant
+    from ..pipeline import AnalysisOptions
     from ..types import DecodingSettings
 
     if args.batch_size < 1:
@@ -197,8 +197,7 @@ def _bench_assistant(args: argparse.Namespace):
                                 stop_at_answer_end=False)
     options = AnalysisOptions(face_mode="auto", decoding=decoding, batch_size=args.batch_size)
     # Compiled decoding takes the batch's rows, as in `ffaa batch`, so images share compiled calls.
-    backend = load_backend(argparse.Namespace(**{**vars(args), "rows_follow_batch_size": True}))
-    return Assistant(backend, load_decider(args), options=options)
+    return spec_from_args(args, options, rows_follow_batch_size=True).build(log_line=say)
 
 
 def _sample_variants(count: int) -> list[Path]:

@@ -1,22 +1,21 @@
-"""Arguments and assistant construction shared by `analyze`, `batch`, `app` and `eval run`."""
+"""Arguments shared by `analyze`, `batch`, `app`, `bench` and `eval`, and the one mapping of
+them to an `AssistantSpec` (`spec_from_args`); the spec builds the assistant."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import FfaaError
 from ..models import FFAA
-from ..options import COMPILE_CHOICES, QUANT_CHOICES
+from ..options import COMPILE_CHOICES, DTYPE_CHOICES, QUANT_CHOICES
 from ..types import DecodingSettings
 
+if TYPE_CHECKING:
+    from ..spec import AssistantSpec
+
 DEFAULT_MODEL = FFAA.model_id
-DEMO_BANNER = (
-    "DEMO MODE: a tiny model with RANDOM weights, trained only to WRITE THE ANSWER FORMAT, answers.\n"
-    "Its descriptions, reasoning, verdicts, probabilities and match scores are NOISE: they say\n"
-    "nothing about the image. Use --model thu-huangzc/ffaa-mistral-7b (or a local folder) for real analysis."
-)
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +34,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--compile-rows", type=int, default=None, metavar="N",
                    help="prompts per compiled generate call, fixed for the process (default 3 = one face; "
                         "ffaa batch: --batch-size, so faces of several images share a call)")
-    g.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    g.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES)
     g.add_argument("--revision", default=None, help="hub revision of --model")
     g.add_argument("--mids", default=None, metavar="PATH",
                    help="MIDS weights (mids.pth or .safetensors); default: mids.pth beside the model if present")
@@ -81,100 +80,51 @@ def analysis_options(args: argparse.Namespace):
     )
 
 
-def compile_rows(args: argparse.Namespace) -> int:
+def compile_rows(args: argparse.Namespace, rows_follow_batch_size: bool = False) -> int:
     """--compile-rows, else the command's default: --batch-size where the command batches across
-    images (it sets `rows_follow_batch_size`), one face's three prompts elsewhere."""
-    rows = getattr(args, "compile_rows", None)
+    images (`rows_follow_batch_size`), one face's three prompts elsewhere."""
+    rows = args.compile_rows
     if rows is None:
-        rows = args.batch_size if getattr(args, "rows_follow_batch_size", False) else 3
+        rows = args.batch_size if rows_follow_batch_size else 3
     if rows < 1:
         raise FfaaError(f"--compile-rows must be at least 1, got {rows}")
     return rows
 
 
-def load_backend(args: argparse.Namespace):
-    from ..backends.hf_llava import HFLlavaBackend, LoadOptions
+def spec_from_args(args: argparse.Namespace, options=None, *, rows_follow_batch_size: bool = False,
+                   detectors=None) -> AssistantSpec:
+    """The one place where command-line arguments become an `AssistantSpec`.
 
-    options = LoadOptions(device=args.device, quant=args.quant, dtype=args.dtype, revision=args.revision,
-                          compile=getattr(args, "compile", "auto"), compile_rows=compile_rows(args))
-    if args.demo:
-        from ..backends.demo import demo_model_dir
+    `args` holds the model group (`add_model_args`); `options` the analysis options (commands
+    with the analysis group pass `analysis_options(args)`); `detectors` a `DetectorsConfig`.
+    """
+    from ..spec import AssistantSpec
 
-        print(DEMO_BANNER, file=sys.stderr)
-        folder = demo_model_dir(log=lambda line: print(line, file=sys.stderr))
-        return HFLlavaBackend.load(str(folder), options, demo=True)
-    return HFLlavaBackend.load(args.model, options)
-
-
-def find_mids(args: argparse.Namespace) -> Path | None:
-    """MIDS weights: --mids, else `mids.pth` beside a local model, else in the model's hub repo
-    (FFAA ships it there). None when there are none: the caller falls back to majority vote."""
-    if args.no_mids:
-        return None
-    if args.mids:
-        path = Path(args.mids).expanduser()
-        if not path.is_file():
-            raise FfaaError(f"MIDS weights not found: {path}")
-        return path
-    local = Path(args.model).expanduser()
-    if local.exists():
-        beside = local / "mids.pth"
-        return beside if beside.is_file() else None
-    return _mids_from_hub(args.model, args.revision)
+    fields = {"analysis": options} if options is not None else {}
+    return AssistantSpec(
+        model=args.model, revision=args.revision, demo=args.demo, device=args.device, quant=args.quant,
+        dtype=args.dtype, compile=args.compile, compile_rows=compile_rows(args, rows_follow_batch_size),
+        mids=args.mids, mids_clip=args.mids_clip, mids_t5=args.mids_t5, no_mids=args.no_mids,
+        detectors=detectors, **fields,
+    )
 
 
-def _mids_from_hub(repo_id: str, revision: str | None) -> Path | None:
-    try:
-        from huggingface_hub import hf_hub_download
+def assistant_spec(args: argparse.Namespace, *, rows_follow_batch_size: bool = False) -> AssistantSpec:
+    """The spec of a command with the model, analysis and detector groups (analyze, batch, app,
+    eval run, mids-data); every flag is checked here, before anything loads."""
+    from .detector_args import detectors_config
 
-        return Path(hf_hub_download(repo_id, "mids.pth", revision=revision))
-    except Exception as exc:  # not in the repo, offline, no access: decide without MIDS
-        print(f"note: no MIDS weights from {repo_id} ({type(exc).__name__}); deciding by majority vote "
-              "of the parsed verdicts (give --mids PATH to use MIDS)", file=sys.stderr)
-        return None
+    options = analysis_options(args)
+    return spec_from_args(args, options, rows_follow_batch_size=rows_follow_batch_size,
+                          detectors=detectors_config(args) if hasattr(args, "detectors") else None)
 
 
-def load_decider(args: argparse.Namespace):
-    from ..decision import MajorityDecider
-
-    if args.no_mids:
-        return MajorityDecider()
-    try:
-        from ..mids.decider import MidsDecider
-    except ImportError:
-        return MajorityDecider()
-    if args.demo and not args.mids:
-        return MidsDecider.tiny(seed=getattr(args, "seed", 0))
-    path = find_mids(args)
-    if path is None:
-        return MajorityDecider()
-    return MidsDecider.from_pretrained(path, clip=getattr(args, "mids_clip", None), t5=getattr(args, "mids_t5", None),
-                                       device=args.device)
+def say(line: str) -> None:
+    """Progress and banners of a command, on stderr."""
+    print(line, file=sys.stderr)
 
 
 def build_assistant(args: argparse.Namespace):
-    """The assistant for analyze/app/batch. Compiled decoding is warmed up here, at start-up
+    """The assistant for analyze/app/mids-data. Compiled decoding is warmed up at start-up
     (a progress message, about a minute on a GPU), so the compile never lands in a request."""
-    from ..pipeline import Assistant
-
-    options = analysis_options(args)  # first: a bad flag must not wait for a model to load
-    detectors = load_detectors(args)  # before the (much larger) language model: a bad checkpoint fails fast
-    backend = load_backend(args)
-    warmup = getattr(backend, "warmup", None)
-    if warmup is not None:
-        warmup(sampling=options.decoding.do_sample)
-    return Assistant(backend, load_decider(args), options=options, detectors=detectors)
-
-
-def load_detectors(args: argparse.Namespace):
-    """The classic detectors `--detectors` asks for, loaded (None without the flag)."""
-    if not hasattr(args, "detectors"):
-        return None
-    from .detector_args import detectors_config
-
-    config = detectors_config(args)
-    if config is None:
-        return None
-    from ..detectors.runner import DetectorSet
-
-    return DetectorSet.load(config, log_line=lambda line: print(line, file=sys.stderr))
+    return assistant_spec(args).build(log_line=say)

@@ -153,7 +153,7 @@ def _append(path: Path, record: dict) -> None:
 
 
 def _labels(path: str):
-    from ..eval.labels import load_labels
+    from ..eval.label_sources import load_labels
     from ..eval.matching import PathIndex
 
     labels = {label.id: label for label in load_labels(path).labels}

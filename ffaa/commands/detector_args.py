@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from ..detectors.config import DTYPE_CHOICES, DetectorsConfig, load_config_file, parse_detectors
+from ..detectors.config import DetectorsConfig, load_config_file, parse_detectors
 from ..detectors.registry import SPECS
 from ..errors import FfaaError
+from ..options import DETECTOR_DTYPES
 from ..types import Verdict
 
 
@@ -35,7 +36,7 @@ def add_detector_args(parser: argparse.ArgumentParser, required: bool = False) -
     g.add_argument("--frames-per-segment", type=int, default=None,
                    help="videos: frames per run on which faces are detected and frame detectors run (default 4)")
     g.add_argument("--detector-device", default=None, help="auto, cpu, cuda ... (default: auto)")
-    g.add_argument("--detector-dtype", choices=DTYPE_CHOICES, default=None, help="default fp32")
+    g.add_argument("--detector-dtype", choices=DETECTOR_DTYPES, default=None, help="default fp32")
     g.add_argument("--detector-batch-size", type=int, default=None, help="frames per forward pass (default 8; a clip detector takes this // its clip length "
                         "clips, at least one)")
 

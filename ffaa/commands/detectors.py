@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..options import DETECTOR_DTYPES
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("detectors", help="list the classic detectors; convert their checkpoints",
@@ -39,7 +41,7 @@ def add_parser(sub) -> None:
     bn.add_argument("--segments", type=int, default=4, help="ffaa: runs of consecutive frames (default 4)")
     bn.add_argument("--frames-per-segment", type=int, default=4, help="ffaa: detection frames per run (default 4)")
     bn.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    bn.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="ffaa's dtype (default fp32)")
+    bn.add_argument("--dtype", default="fp32", choices=DETECTOR_DTYPES, help="ffaa's dtype (default fp32)")
     bn.add_argument("--out", default=None, metavar="FILE.md", help="also write the table here")
     bn.set_defaults(func=run_bench)
 

@@ -179,7 +179,7 @@ def _print_written(paths) -> None:
 
 def run_detection(args: argparse.Namespace) -> int:
     from ..eval.detection_eval import evaluate_detection, to_markdown, write_outputs
-    from ..eval.labels import load_labels
+    from ..eval.label_sources import load_labels
     from ..eval.predictions import load_predictions
     from ..eval.results import input_file
 
@@ -328,10 +328,10 @@ def load_judge_factory(spec: str):
 def run_judge(args: argparse.Namespace) -> int:
     from ..eval.judge import BackendJudge, to_markdown
     from ..eval.judge import run_judge as judge_all
-    from ..eval.labels import load_labels
+    from ..eval.label_sources import load_labels
     from ..eval.matching import PathIndex
     from ..types import DecodingSettings
-    from .common import load_backend
+    from .common import say, spec_from_args
 
     if args.judge is None and args.model is None and not args.demo:
         raise FfaaError("choose a judge: --judge MODULE:FACTORY, or a model with --model (or --demo)")
@@ -354,7 +354,7 @@ def run_judge(args: argparse.Namespace) -> int:
     if args.judge:
         judge = load_judge_factory(args.judge)
     else:
-        judge = BackendJudge(load_backend(args), settings=DecodingSettings(max_new_tokens=args.judge_max_new_tokens))
+        judge = BackendJudge(spec_from_args(args).load_backend(say), settings=DecodingSettings(max_new_tokens=args.judge_max_new_tokens))
 
     def progress(done: int, total: int) -> None:
         print(f"\rjudged {done}/{total}", end="", file=sys.stderr, flush=True)
@@ -375,11 +375,11 @@ def _no_reference_message(preds, refs) -> str:
 
 
 def run_benchmark_command(args: argparse.Namespace) -> int:
-    from ..batch.factory import CliAssistantFactory
+    from .common import assistant_spec
     from ..eval.run import batch_runner, run_benchmark
 
     options = _options(args)
-    factory = CliAssistantFactory.from_namespace(args)
+    factory = assistant_spec(args)
     run = run_benchmark(args.bench, args.out, batch_runner(factory, args.resume, not args.no_progress), options,
                         plots=not args.no_plots)
     print(_headline(run.evaluation.result))

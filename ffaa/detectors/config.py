@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FfaaError
+from ..options import DETECTOR_DTYPES
 from ..types import Verdict
 from .registry import SPECS, TALK_ENSEMBLE
 from .vote import DEFAULT_THRESHOLD, VoteRule
 
 DEMO = "demo"
-DTYPE_CHOICES = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,6 @@ def _rule(data: dict[str, Any], thresholds: tuple[tuple[str, float], ...], where
 
 def _dtype(data: dict[str, Any], where: str) -> str:
     dtype = str(data.get("dtype", "fp32"))
-    if dtype not in DTYPE_CHOICES:
-        raise FfaaError(f"{where}: dtype must be one of {', '.join(DTYPE_CHOICES)}, got {dtype!r}")
+    if dtype not in DETECTOR_DTYPES:
+        raise FfaaError(f"{where}: dtype must be one of {', '.join(DETECTOR_DTYPES)}, got {dtype!r}")
     return dtype
