@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ffaa.errors import InputError
-from ffaa.options import IMAGE_SUFFIXES
 from ffaa.jsonio import read_json
+from ffaa.options import IMAGE_SUFFIXES
 
 from .labels import MAX_LISTED, Label, LabelSet, build_label_set, parse_label
 from .matching import normalize_id
-
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,8 @@ def _counts_at_thresholds(y_true: IntArray, scores: FloatArray) -> tuple[FloatAr
     return fps, tps, s[last_of_value]
 
 
-def _check_scored(y_true: Sequence[int] | IntArray, scores: Sequence[float] | FloatArray) -> tuple[IntArray, FloatArray]:
+def _check_scored(y_true: Sequence[int] | IntArray,
+                  scores: Sequence[float] | FloatArray) -> tuple[IntArray, FloatArray]:
     t = _binary(y_true, "y_true")
     s = np.asarray(scores, dtype=float)
     if t.shape != s.shape:

@@ -35,7 +35,8 @@ MATCHING_RULE = (
     "report path -> label id: the longest label id that is a trailing run of the path's components; "
     "else the one label id that ends with the whole path; else unmatched (see ffaa.eval.matching)"
 )
-SACC_RULE = "sACC = population standard deviation (divide by k) of the per-set accuracies; the sample std (k-1) is given beside it"
+SACC_RULE = ("sACC = population standard deviation (divide by k) of the per-set accuracies; "
+             "the sample std (k-1) is given beside it")
 
 
 @dataclass(frozen=True)
@@ -475,9 +476,11 @@ def _notes(c: Coverage, hard: HardMetrics, score: ScoreMetrics, best: m.SweepRow
                      f"(coverage {c.images_matched - c.undecided}/{c.images_matched})")
     notes += list(hard.undefined) + [u for u in score.undefined if u not in hard.undefined]
     if hard.n and min(hard.n_fake, hard.n_real) / hard.n < 0.2:
-        notes.append("skewed labels: accuracy is dominated by the larger class; read recall on fakes and balanced accuracy")
+        notes.append("skewed labels: accuracy is dominated by the larger class; "
+                     "read recall on fakes and balanced accuracy")
     if best is not None:
-        notes.append(f"the threshold with the best balanced accuracy ({best.threshold:g}) was chosen on this same data: "
+        notes.append(f"the threshold with the best balanced accuracy ({best.threshold:g}) "
+                     "was chosen on this same data: "
                      "an optimistic figure, not a tuned operating point")
     return tuple(dict.fromkeys(notes))  # balanced ACC fails for the same reason as a recall: say it once
 
@@ -524,14 +527,16 @@ def to_markdown(r: DetectionResult, plots: Sequence[str] = ()) -> str:
     out += ["", "## Confusion matrix", "", "| actual \\ predicted | real | fake |", "|---|---|---|",
             f"| real | {cm.tn} | {cm.fp} |", f"| fake | {cm.fn} | {cm.tp} |"]
     if r.per_set:
-        out += ["", "## Per set", "", "| set | n | fake/real | ACC | recall fake | recall real | AUC |", "|---|---|---|---|---|---|---|"]
+        out += ["", "## Per set", "", "| set | n | fake/real | ACC | recall fake | recall real | AUC |",
+                "|---|---|---|---|---|---|---|"]
         out += [f"| {g.name} | {g.n} | {g.n_fake}/{g.n_real} | {pct(g.accuracy)} | {pct(g.recall_fake)} | "
                 f"{pct(g.recall_real)} | {num(g.auc)} |" for g in r.per_set]
         if r.spread:
             sp = r.spread
             out += ["", f"sACC (population std of {sp.k} per-set ACCs) = {100 * sp.sacc:.2f} points; sample std = "
                     f"{'n/a' if sp.sacc_sample is None else f'{100 * sp.sacc_sample:.2f}'} points; mean per-set ACC "
-                    f"(FFAA's overall ACC) = {pct(sp.macro_accuracy)}; range {pct(sp.min_accuracy)}–{pct(sp.max_accuracy)}."]
+                    f"(FFAA's overall ACC) = {pct(sp.macro_accuracy)}; "
+                    f"range {pct(sp.min_accuracy)}–{pct(sp.max_accuracy)}."]
     out += ["", "## By difficulty", ""] + _group_table(r.by_difficulty)
     out += ["", "## By true forgery type", ""] + _group_table(r.by_type)
     ta = r.type_accuracy
@@ -544,8 +549,10 @@ def to_markdown(r: DetectionResult, plots: Sequence[str] = ()) -> str:
         out += [f"| {w.threshold:g} | {pct(w.accuracy)} | {pct(w.balanced_accuracy)} | {pct(w.recall_fake)} | "
                 f"{pct(w.recall_real)} | {pct(w.precision_fake)} | {pct(w.f1_fake)} |" for w in r.sweep]
     out += ["", "## Coverage", "",
-            f"- prediction records: {c.prediction_records} ({c.invalid_records} invalid, {c.duplicate_records} duplicates)",
-            f"- images predicted: {c.images_predicted}; matched {c.images_matched}; without label {c.images_unmatched}; "
+            f"- prediction records: {c.prediction_records} "
+            f"({c.invalid_records} invalid, {c.duplicate_records} duplicates)",
+            f"- images predicted: {c.images_predicted}; matched {c.images_matched}; "
+            f"without label {c.images_unmatched}; "
             f"ambiguous {c.images_ambiguous}",
             f"- labels: {c.labels} ({c.labels_invalid} invalid rows, {c.labels_duplicate} duplicates, "
             f"{c.labels_conflicting} conflicting ids dropped); without prediction {c.labels_without_prediction}",

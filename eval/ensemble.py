@@ -108,7 +108,8 @@ def score_voter(name: str, predictions: Sequence[Verdict | None], labels: Sequen
     )
 
 
-def evaluate_ensemble(table: EnsembleTable, threshold: float | None = None, tie: Verdict = Verdict.REAL) -> EnsembleResult:
+def evaluate_ensemble(table: EnsembleTable, threshold: float | None = None,
+                      tie: Verdict = Verdict.REAL) -> EnsembleResult:
     """Per-detector and majority-vote predictions and their accuracy and recalls."""
     t = threshold if threshold is not None else table.threshold
     if t is None:
@@ -241,9 +242,9 @@ def to_markdown(r: EnsembleResult) -> str:
     out += ["| item | actual | " + " | ".join(names) + " | fake votes | ensemble |",
             "|---" * (len(names) + 4) + "|"]
     for i, ident in enumerate(r.items):
-        cells = [(d.predictions[i].value if d.predictions[i] else "—") for d in r.detectors]
+        cells = [_vote_text(d.predictions[i]) for d in r.detectors]
         ens = r.ensemble.predictions[i]
-        out.append(f"| {ident} | {r.labels[i].value if r.labels[i] else '?'} | " + " | ".join(cells)
+        out.append(f"| {ident} | {_vote_text(r.labels[i], '?')} | " + " | ".join(cells)
                    + f" | {r.fake_votes[i]} | {ens.value if ens else '—'} |")
     out += ["", "| detector | accuracy | recall on fakes | recall on reals | abstentions |", "|---|---|---|---|---|"]
     for d in (*r.detectors, r.ensemble):
@@ -251,3 +252,7 @@ def to_markdown(r: EnsembleResult) -> str:
     if r.problems:
         out += ["", "## Problems", ""] + [f"- {p}" for p in r.problems]
     return "\n".join(out) + "\n"
+
+
+def _vote_text(verdict: Verdict | None, missing: str = "—") -> str:
+    return verdict.value if verdict is not None else missing

@@ -163,7 +163,7 @@ def _file_seconds(r: dict[str, Any]) -> dict[str, float]:
 
 def _from_batch(records: list[dict], problems: list[str]) -> tuple[list[RunItem], dict[str, str]]:
     from ffaa.detectors.items import deciding_face
-    from ffaa.report import box_from_dict, panel_from_dict
+    from ffaa.report import box_from_dict, detector_panel
 
     titles: dict[str, str] = {}
     by_key: dict[str, dict[str, Any]] = {}
@@ -187,12 +187,12 @@ def _from_batch(records: list[dict], problems: list[str]) -> tuple[list[RunItem]
         if slot["video"] is not None and slot["video"].get("detectors") is not None:
             det = slot["video"]["detectors"]
             panel = det.get("panel")
-            seconds = {}
+            seconds: dict[str, float] = {}
             for t in det["tracks"]:
                 for m in t["panel"]["members"]:
                     seconds[m["detector"]] = seconds.get(m["detector"], 0.0) + float(m.get("seconds") or 0.0)
         elif slot["faces"]:
-            faces = [(box_from_dict(f.get("face")), panel_from_dict(f["detectors"])) for f in slot["faces"]]
+            faces = [(box_from_dict(f.get("face")), detector_panel(f["detectors"])) for f in slot["faces"]]
             panel = slot["faces"][deciding_face(faces)]["detectors"]
             seconds = {}
             for f in slot["faces"]:
@@ -260,7 +260,7 @@ def evaluate_run(path: str | Path, labels_path: str | None = None, rule: VoteRul
     labelled = [i for i in items if i.label is not None]
     if not labelled:
         raise InputError(f"{path}: no file has a label; give --labels (a benchmark folder, or CSV/JSONL id,label)")
-    labels = [i.label for i in labelled]
+    labels = [i.label for i in labelled if i.label is not None]
     members = tuple(
         _metrics(d, [vote(i.probabilities.get(d), rule.threshold_for(d)) for i in labelled],
                  [i.probabilities.get(d) for i in labelled], labels, [i.seconds.get(d) for i in labelled])

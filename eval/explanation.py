@@ -218,7 +218,8 @@ def coco_scores(gts: dict[str, list[str]], res: dict[str, list[str]], meteor: bo
     )
 
 
-def _meteor(gts: dict[str, list[str]], res: dict[str, list[str]], notes: list[str]) -> tuple[float | None, tuple[float, ...] | None]:
+def _meteor(gts: dict[str, list[str]], res: dict[str, list[str]],
+            notes: list[str]) -> tuple[float | None, tuple[float, ...] | None]:
     from pycocoevalcap.meteor.meteor import Meteor
 
     try:
@@ -242,7 +243,8 @@ def rouge_score_l(predictions: Sequence[str], references: Sequence[Sequence[str]
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    return tuple(float(scorer.score_multi(list(refs), pred)["rougeL"].fmeasure) for pred, refs in zip(predictions, references))
+    return tuple(float(scorer.score_multi(list(refs), pred)["rougeL"].fmeasure)
+                 for pred, refs in zip(predictions, references))
 
 
 # -- embedding metrics -------------------------------------------------------------------------
@@ -486,7 +488,8 @@ def evaluate_explanations(
         if options.bertscore:
             bert_mean, bert_info = _optional_column(
                 per, "bertscore_f1", len(keys),
-                lambda: bertscore_f1(preds, refs, options.bertscore_model, options.bertscore_layers), "BERTScore", notes)
+                lambda: bertscore_f1(preds, refs, options.bertscore_model, options.bertscore_layers),
+                "BERTScore", notes)
         rs = per["rouge_l_rouge_score"]
         corpus = CorpusScores(len(referenced), *coco.bleu, coco.rouge_l, sum(rs) / len(rs), coco.meteor, coco.cider,
                               css_mean, bert_mean)
@@ -556,7 +559,8 @@ def to_markdown(r: ExplanationResult) -> str:
     out = ["# Explanation evaluation", "",
            f"{r.coverage.predictions} predictions, {r.coverage.with_reference} with references. Compared text: "
            f"{s.compare}; tokenizer: {s.tokenizer_used}" + (f" (asked for {s.tokenizer_requested})"
-                                                           if s.tokenizer_used != s.tokenizer_requested else "") + ".", ""]
+                                                           if s.tokenizer_used != s.tokenizer_requested
+                                                           else "") + ".", ""]
     out += ["| metric | corpus value |", "|---|---|"]
     for name, value in (("BLEU-1", c.bleu_1), ("BLEU-2", c.bleu_2), ("BLEU-3", c.bleu_3), ("BLEU-4", c.bleu_4),
                         ("ROUGE-L (pycocoevalcap)", c.rouge_l), ("ROUGE-L F (rouge-score)", c.rouge_l_rouge_score),
@@ -566,7 +570,8 @@ def to_markdown(r: ExplanationResult) -> str:
         out += ["", f"CSS model: {s.css.model} (max length {s.css.max_length} word pieces; "
                     f"{s.css.truncated_texts} texts truncated)."]
     if s.bertscore:
-        out += [f"BERTScore model: {s.bertscore.model}, layer {s.bertscore.layers}, max length {s.bertscore.max_length}, "
+        out += [f"BERTScore model: {s.bertscore.model}, layer {s.bertscore.layers}, "
+                f"max length {s.bertscore.max_length}, "
                 "no baseline rescaling."]
     out += ["", "## Answer checks (all predictions)", "",
             f"- structure complete (all 5 fields): {k.complete}/{k.n} ({pct(k.complete_rate)}); "
@@ -578,7 +583,8 @@ def to_markdown(r: ExplanationResult) -> str:
             f"undetermined {k.reasoning_undetermined}"]
     cov = r.coverage
     out += ["", "## Coverage", "",
-            f"- prediction lines {cov.prediction_lines} ({cov.invalid_predictions} invalid, {cov.duplicate_predictions} duplicates)",
+            f"- prediction lines {cov.prediction_lines} "
+            f"({cov.invalid_predictions} invalid, {cov.duplicate_predictions} duplicates)",
             f"- reference lines {cov.reference_lines} ({cov.invalid_references} invalid, "
             f"{cov.empty_references_dropped} blank references dropped)",
             f"- predictions without reference {cov.without_reference}; references without prediction "

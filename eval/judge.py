@@ -135,7 +135,8 @@ def _criterion_pattern(name: str) -> re.Pattern[str]:
     )
 
 
-def parse_judgement(text: str, criteria: Sequence[str], scale: tuple[int, int]) -> tuple[dict[str, int], dict[str, str]]:
+def parse_judgement(text: str, criteria: Sequence[str],
+                    scale: tuple[int, int]) -> tuple[dict[str, int], dict[str, str]]:
     """(scores, failures) per criterion; never raises on any text."""
     scores: dict[str, int] = {}
     failures: dict[str, str] = {}

@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ffaa.errors import InputError
-from ffaa.report import READABLE_SCHEMAS, is_report_schema
-from ffaa.report import report_from_dict
+from ffaa.report import READABLE_SCHEMAS, is_report_schema, report_from_dict
 from ffaa.types import Verdict
 
 from .labels import note_problem

@@ -106,13 +106,15 @@ def read_result(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
-        raise InputError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected an ffaa eval result JSON") from None
+        raise InputError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                         "expected an ffaa eval result JSON") from None
     except OSError as exc:
         raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise InputError(f"{p}: not an ffaa eval result (schema {data.get('schema') if isinstance(data, dict) else None!r}, "
+        raise InputError(f"{p}: not an ffaa eval result "
+                         f"(schema {data.get('schema') if isinstance(data, dict) else None!r}, "
                          f"expected {SCHEMA!r})")
     return data
 

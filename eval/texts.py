@@ -27,8 +27,7 @@ from typing import Any, Literal
 
 from ffaa.errors import InputError
 from ffaa.parsing import parse_answer
-from ffaa.report import READABLE_SCHEMAS, is_report_schema
-from ffaa.report import report_from_dict
+from ffaa.report import READABLE_SCHEMAS, is_report_schema, report_from_dict
 from ffaa.types import Verdict
 
 from .labels import note_problem, parse_label

@@ -200,7 +200,9 @@ def run_flow(backend: Backend, name: str, requests: Sequence[GenerationRequest],
         raise ValueError(f"unknown flow {name!r}; choose from {', '.join(FLOWS)}")
     fn, settings = _FLOW_FUNCTIONS[name], bench_settings(new_tokens)
     first_settings = bench_settings(first_tokens) if first_tokens else settings
-    first: Callable[[], object] = lambda: fn(backend, requests, first_settings)
+    def first() -> object:
+        return fn(backend, requests, first_settings)
+
     fast = getattr(backend, "fast", None)
     note = ""
     if name in COMPILED_FLOWS:

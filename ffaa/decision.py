@@ -26,7 +26,7 @@ class Decider(Protocol):
     explains: bool
 
     def decide_many(
-        self, faces: Sequence["Image.Image"], candidates: Sequence[Sequence[Candidate]]
+        self, faces: Sequence[Image.Image], candidates: Sequence[Sequence[Candidate]]
     ) -> list[Decision]: ...
 
 

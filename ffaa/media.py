@@ -341,7 +341,7 @@ def _apply_orientation(image: Image.Image) -> tuple[Image.Image, list[str]]:
     """Apply the EXIF orientation so faces are upright, as a photo viewer shows them."""
     try:
         orientation = image.getexif().get(0x0112, 1)
-    except Exception:  # a malformed EXIF block must not sink an otherwise good image
+    except Exception:  # noqa: BLE001 - a malformed EXIF block must not sink an otherwise good image
         return image, ["EXIF block unreadable; orientation not applied"]
     if orientation not in _ORIENTATION_WORDS:
         return image, []

@@ -52,7 +52,7 @@ class AnalysisOptions:
     seed: int = 0
     decoding: DecodingSettings = field(default_factory=DecodingSettings)
     batch_size: int = 12
-    limits: "LoadLimits | None" = None
+    limits: LoadLimits | None = None
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,12 @@ class FaceJob:
     from it (and skip a job without one, e.g. a video frame whose video they score as a whole).
     """
 
-    image: "Image.Image"
+    image: Image.Image
     info: ImageInfo
     face_index: int | None
     box: FaceBox | None
     warnings: tuple[str, ...] = ()
-    source: "Image.Image | None" = None
+    source: Image.Image | None = None
 
 
 def software_versions() -> tuple[tuple[str, str], ...]:
@@ -90,7 +90,7 @@ class Assistant:
         decider: Decider | None = None,
         prompts: PromptSet | None = None,
         options: AnalysisOptions | None = None,
-        detectors: "DetectorSet | None" = None,
+        detectors: DetectorSet | None = None,
     ):
         self.backend = backend
         self.decider = decider or MajorityDecider()
@@ -104,14 +104,14 @@ class Assistant:
 
     # -- steps ------------------------------------------------------------------------------
 
-    def load(self, source: "str | Path | LoadedImage") -> "LoadedImage":
+    def load(self, source: str | Path | LoadedImage) -> LoadedImage:
         from .media import LoadedImage, LoadLimits, load_image
 
         if isinstance(source, LoadedImage):
             return source
         return load_image(source, self.options.limits or LoadLimits())
 
-    def face_jobs(self, loaded: "LoadedImage") -> list[FaceJob]:
+    def face_jobs(self, loaded: LoadedImage) -> list[FaceJob]:
         """Crop every face (or take the whole image, per `face_mode`)."""
         from .faces import crop_faces
 
@@ -164,7 +164,7 @@ class Assistant:
 
     # -- orchestration ------------------------------------------------------------------------
 
-    def analyze(self, source: "str | Path | LoadedImage") -> list[ForensicReport]:
+    def analyze(self, source: str | Path | LoadedImage) -> list[ForensicReport]:
         """All reports for one image: one per face (or one for the whole image)."""
         timings: dict[str, float] = {}
         with _timer(timings, "load_image"):

@@ -146,7 +146,7 @@ def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
     return data[key]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_prompt_set(folder: str | None = None) -> PromptSet:
     """Load `inference.yaml` (and its chat template) from `folder` or the packaged prompts."""
     base = Path(folder) if folder else prompts_dir()
@@ -168,7 +168,7 @@ def load_prompt_set(folder: str | None = None) -> PromptSet:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_answer_format(folder: str | None = None) -> AnswerFormat:
     """Load `answer_format.yaml`: field labels in the order the model writes them."""
     base = Path(folder) if folder else prompts_dir()
@@ -215,7 +215,7 @@ class DataGenerationPrompts:
         return self.references[kind]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_data_generation_prompts(folder: str | None = None) -> DataGenerationPrompts:
     base = Path(folder) if folder else prompts_dir()
     data = _read_yaml("data_generation.yaml", base)

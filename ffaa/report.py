@@ -130,8 +130,10 @@ def _decision(d: dict[str, Any]) -> Decision:
 
 
 def box_from_dict(d: dict[str, Any] | None) -> FaceBox | None:
-    if d is None:
-        return None
+    return None if d is None else face_box(d)
+
+
+def face_box(d: dict[str, Any]) -> FaceBox:
     crop = d.get("crop")
     return FaceBox(
         d["left"], d["top"], d["right"], d["bottom"],
@@ -174,8 +176,10 @@ def _member(d: dict[str, Any]) -> MemberScore:
 
 def panel_from_dict(d: dict[str, Any] | None) -> DetectorPanel | None:
     """A `DetectorPanel` from its JSON form (None stays None)."""
-    if d is None:
-        return None
+    return None if d is None else detector_panel(d)
+
+
+def detector_panel(d: dict[str, Any]) -> DetectorPanel:
     e = d["ensemble"]
     ensemble = EnsembleVerdict(
         verdict=_verdict(e.get("verdict")), fake_votes=e["fake_votes"], votes_cast=e["votes_cast"],
@@ -193,7 +197,7 @@ def video_detection_to_dict(v: VideoDetection) -> dict[str, Any]:
 def video_detection_from_dict(d: dict[str, Any]) -> VideoDetection:
     tracks = tuple(
         FaceTrack(t["track_id"], tuple(t["frames"]), tuple(t["timestamps"]),
-                  tuple(box_from_dict(b) for b in t["boxes"]), panel_from_dict(t["panel"]))
+                  tuple(face_box(b) for b in t["boxes"]), detector_panel(t["panel"]))
         for t in d["tracks"]
     )
     return VideoDetection(tracks, panel_from_dict(d.get("panel")), d.get("deciding_track"),

@@ -171,7 +171,7 @@ def _mids_from_hub(repo_id: str, revision: str | None) -> Path | None:
         from huggingface_hub import hf_hub_download
 
         return Path(hf_hub_download(repo_id, FFAA.mids_file, revision=revision))
-    except Exception as exc:  # not in the repo, offline, no access: decide without MIDS
+    except Exception as exc:  # noqa: BLE001 - not in the repo, offline, no access: decide without MIDS
         log.warning("note: no MIDS weights from %s (%s); deciding by majority vote of the parsed verdicts "
                     "(give --mids PATH to use MIDS)", repo_id, type(exc).__name__)
         return None

@@ -239,7 +239,7 @@ class FrameSampler:
                 yield self._frame(_upright(frame), t, count - 1)
                 while target is not None and target <= t + half:
                     target = next(targets, None)
-        except Exception as exc:  # damaged input must end the sample, never the caller
+        except Exception as exc:  # noqa: BLE001 - damaged input must end the sample, never the caller
             error = f"decoding stopped after {last or 0:.2f} s: {_short(exc)}"
         finally:
             container.close()
@@ -264,7 +264,7 @@ class FrameSampler:
                 yield self._frame(Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), t, count - 1)
                 while target is not None and target <= t + _half_frame(self.info.fps):
                     target = next(targets, None)
-        except Exception as exc:  # as above: end the sample, not the caller
+        except Exception as exc:  # noqa: BLE001 - as above: end the sample, not the caller
             error = f"decoding stopped after {last or 0:.2f} s: {_short(exc)}"
         finally:
             capture.release()
@@ -394,7 +394,7 @@ def _first_frame_rotation(container, stream) -> int:
         for packet in container.demux(stream):
             for frame in packet.decode():
                 return _normal_degrees(frame.rotation)
-    except Exception:  # an undecodable start shows up when sampling; the probe stays lenient
+    except Exception:  # noqa: BLE001 - an undecodable start shows up when sampling; the probe stays lenient
         pass
     return 0
 
@@ -413,7 +413,7 @@ def _measured_duration(path: Path, fps: float | None) -> float | None:
                     stop = float((packet.pts + (packet.duration or 0)) * packet.time_base)
                     end = stop if end is None else max(end, stop)
             start = _stream_start(stream)
-    except Exception:  # unreadable tail: the duration stays unknown
+    except Exception:  # noqa: BLE001 - unreadable tail: the duration stays unknown
         return None
     if end is not None:
         return end - start
@@ -443,7 +443,7 @@ def _seek(container, stream, seconds: float) -> bool:
     try:
         container.seek(max(0, int(seconds / stream.time_base)), stream=stream, backward=True)
         return True
-    except Exception:  # an unseekable stream just keeps decoding sequentially
+    except Exception:  # noqa: BLE001 - an unseekable stream just keeps decoding sequentially
         return False
 
 

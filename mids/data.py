@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ffaa.errors import FfaaError, InputError
-from ffaa.options import IMAGE_SUFFIXES
 from ffaa.jsonio import read_json
+from ffaa.options import IMAGE_SUFFIXES
 from ffaa.parsing import mask_for_mids, parse_answer
 from ffaa.types import ForensicReport, Verdict
 

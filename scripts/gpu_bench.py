@@ -268,7 +268,7 @@ def guarded(name: str, args: argparse.Namespace, fn: Callable[[], Any]) -> None:
     """Run one part of a step; a failure is recorded and the step goes on with the next part."""
     try:
         fn()
-    except Exception as exc:  # recorded for the table
+    except Exception as exc:  # noqa: BLE001 - recorded for the table
         args.rec.write("error", step=name, error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()[-2000:])
         args.rec.note(f"failed: {name}: {type(exc).__name__}: {str(exc)[:300]}")
 
@@ -321,7 +321,8 @@ def loop_check(backend: Any, requests: list, args: argparse.Namespace) -> None:
         fast.settings = kept
     same = [a == b for a, b in zip(own, theirs)]
     prefix = [len(os.path.commonprefix([a, b])) / max(len(b), 1) for a, b in zip(own, theirs)]
-    args.rec.write("loop_check", tokens=args.quality_tokens, same_text=same, common_prefix=[round(p, 3) for p in prefix])
+    args.rec.write("loop_check", tokens=args.quality_tokens, same_text=same,
+                   common_prefix=[round(p, 3) for p in prefix])
     args.rec.note(f"ffaa's loop vs transformers' generate, {args.quality_tokens} greedy tokens per candidate: "
                   f"{sum(same)}/{len(same)} candidates identical (common prefix {min(prefix):.0%} at least)")
 
@@ -376,6 +377,7 @@ def run_mids(args: argparse.Namespace) -> float:
     """Seconds per face for MIDS's forward pass (1 image, 3 answers of `mids_tokens` T5 tokens),
     in float32 with TF32 off, as the decider runs it."""
     import torch
+
     from ffaa.mids.net import TINY_CLIP, TINY_T5, MidsConfig, build_random
 
     tiny = args.dry_run

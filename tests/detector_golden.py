@@ -12,13 +12,12 @@ import hashlib
 import importlib.util
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-
 from conftest import SHARED_FIXTURES
 
 DETECTOR_FIXTURES = SHARED_FIXTURES / "detectors"
@@ -34,7 +33,7 @@ def require_fixtures(name: str) -> Path:
     return folder
 
 
-@lru_cache(maxsize=None)
+@cache
 def weight_rule():
     """The fixtures' `weight_rule` module (the README allows tests to import it)."""
     path = DETECTOR_FIXTURES / "weight_rule.py"

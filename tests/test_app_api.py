@@ -18,13 +18,14 @@ pytest.importorskip("gradio")
 skdata = pytest.importorskip("skimage.data")
 client_mod = pytest.importorskip("gradio_client")
 
+from makers import free_port
+
 from ffaa.app import ServerOptions, build_ui, launch
 from ffaa.app.ui import UiOptions
 from ffaa.backends.scripted import ScriptedBackend
 from ffaa.decision import MajorityDecider
 from ffaa.pipeline import Assistant
 from ffaa.report import report_from_dict
-from makers import free_port
 
 
 class TimedBackend(ScriptedBackend):

@@ -30,12 +30,13 @@ pytest.importorskip("dlib")
 pytest.importorskip("gradio")
 skdata = pytest.importorskip("skimage.data")
 
+from makers import free_port
+
 from ffaa.app import ServerOptions, build_ui, launch
 from ffaa.app.ui import UiOptions
 from ffaa.backends.scripted import ScriptedBackend
 from ffaa.decision import MajorityDecider
 from ffaa.pipeline import Assistant
-from makers import free_port
 
 BROWSER_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking"]
@@ -116,7 +117,8 @@ def test_analysis_follow_up_downloads_and_errors(page, files, tmp_path):
     detectors = page.locator("#ffaa-verdict .ffaa-detectors")  # the classic detectors beside FFAA's answer
     assert "Classic detectors" in detectors.inner_text()
     assert re.search(r"Meso4\s+0\.\d{3}\s+(real|fake)\s+\d+\.\d\d s", detectors.inner_text())
-    reasoning = page.locator("#ffaa-chat").get_by_text(f"Scripted reasoning: the skin texture and boundaries look {verdict}")
+    reasoning = page.locator("#ffaa-chat").get_by_text(
+        f"Scripted reasoning: the skin texture and boundaries look {verdict}")
     assert not reasoning.is_visible()  # collapsed until asked for
     page.locator("#ffaa-chat .thought", has_text="Reasoning — Face 1").locator(".title").click()
     reasoning.wait_for()

@@ -65,3 +65,23 @@ def test_batch_cli_checks_detector_flags_before_writing(tmp_path, inputs, capsys
     code = main(["batch", str(inputs), "--out", str(out), "--demo", "--detectors", "xception=/nope.pth"])
     assert code == 2 and "xception weights not found" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_video_is_decoded_once_for_ffaa_and_the_detectors(inputs, tmp_path, monkeypatch):
+    import ffaa.video as video
+
+    calls = []
+    real_sample, real_frames = video.sample_video, video.sample_frames
+    monkeypatch.setattr(video, "sample_video", lambda *a, **k: calls.append("sample_video") or real_sample(*a, **k))
+    monkeypatch.setattr(video, "sample_frames", lambda *a, **k: calls.append("sample_frames") or real_frames(*a, **k))
+    detectors = DetectorsConfig(parse_detectors("meso4=demo"), segments=2, frames_per_segment=2)
+    factory = ScriptedAssistantFactory(AnalysisOptions(), detectors=detectors)
+    out = tmp_path / "run"
+    run_batch(BatchConfig(out=out, inputs=(str(inputs / "clip.mp4"),), progress=False,
+                          engine=EngineSettings(video=VideoOptions(frames_per_video=3))), factory)
+    assert calls.count("sample_frames") == 1  # one sampler (sample_video opens it), not one per model
+    records = read_jsonl(out / "reports.jsonl")
+    video_record = by_record(records, "video")[0]
+    assert video_record["decode"]["frames_sampled"] == 3  # FFAA's frames, from the shared decode
+    assert len(video_record["detectors"]["tracks"]) == 1
+    assert len(by_record(records, "face")) == 3

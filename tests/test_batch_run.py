@@ -340,7 +340,7 @@ def test_a_file_fixed_before_resume_replaces_its_old_error_in_the_summaries(tmp_
 def test_output_errors_say_how_to_go_on(tmp_path, monkeypatch):
     """A thumbnail that cannot be written stops the run with the --resume hint; summaries that
     cannot be written name --summarize-only (every item is in the log)."""
-    from ffaa.batch import summary, work
+    from ffaa.batch import outputs, work
     from ffaa.batch.journal import OutputError
 
     images = noise_images(tmp_path / "in", 3)
@@ -348,7 +348,7 @@ def test_output_errors_say_how_to_go_on(tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OutputError("cannot write summary.md: disk full")
 
-    monkeypatch.setattr(summary, "write_summaries", full)
+    monkeypatch.setattr(outputs, "write_summaries", full)
     with pytest.raises(OutputError, match=r"disk full\. Every item is in .*reports\.jsonl.*--summarize-only"):
         run_batch(config(tmp_path / "out", *images), ScriptedAssistantFactory(WHOLE))
     monkeypatch.undo()
@@ -357,7 +357,8 @@ def test_output_errors_say_how_to_go_on(tmp_path, monkeypatch):
         raise OutputError("cannot write thumbs/x.jpg: disk full")
 
     monkeypatch.setattr(work, "analyze_group", thumbs_full)  # the loop runner and Ray workers share
-    with pytest.raises(OutputError, match=r"thumbs/x\.jpg: disk full\. The 0 item\(s\) written before are safe.*--resume"):
+    with pytest.raises(OutputError,
+                       match=r"thumbs/x\.jpg: disk full\. The 0 item\(s\) written before are safe.*--resume"):
         run_batch(config(tmp_path / "out2", *images), ScriptedAssistantFactory(WHOLE))
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
 from ffaa.cli import build_parser, main
@@ -57,7 +55,8 @@ def test_bad_max_pixels_is_refused_not_ignored(capsys):
 def test_unwritable_heatmap_folder_fails_before_the_model_loads(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder", encoding="utf-8")
-    code = main(["analyze", "x.png", "--model", "/nowhere/model", "--device", "cpu", "--heatmap", str(blocker / "maps")])
+    code = main(["analyze", "x.png", "--model", "/nowhere/model", "--device", "cpu",
+                 "--heatmap", str(blocker / "maps")])
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: --heatmap {blocker / 'maps'}: cannot create the folder") and "\n" not in err
@@ -81,7 +80,8 @@ def test_a_video_given_to_analyze_points_to_batch(tmp_path):
     from ffaa.commands.analyze import _video_hint
 
     video = write_video(tmp_path / "clip.jpg", counter_frames(3), container="mp4")  # named like an image
-    assert _video_hint(str(video)) == f"; analyse videos with `ffaa batch {video} --out DIR` (sampled frames, a video verdict)"
+    assert _video_hint(str(video)) == (f"; analyse videos with `ffaa batch {video} --out DIR` "
+                                       "(sampled frames, a video verdict)")
     (tmp_path / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     assert _video_hint(str(tmp_path / "x.png")) == "" and _video_hint(str(tmp_path / "missing.png")) == ""
 

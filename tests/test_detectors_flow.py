@@ -59,8 +59,8 @@ def small_set(still_clips: bool = False, broken: bool = False) -> DetectorSet:
 
 @pytest.fixture(scope="module")
 def faces():
-    from skimage import data
     from PIL import Image
+    from skimage import data
 
     astro = np.asarray(Image.fromarray(data.astronaut()).resize((256, 256)))[0:200, 60:230]
     return {"astronaut": astro}

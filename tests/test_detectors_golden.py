@@ -9,7 +9,6 @@ The full-size CLIP-L and StA variants take tens of seconds on two cores; their t
 from __future__ import annotations
 
 import pytest
-
 from detector_golden import check_golden
 
 pytest.importorskip("torch")

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from ffaa.cli import main
+from ffaa.errors import InputError
 from ffaa.eval.detection_eval import EvaluationOptions, evaluate_detection, to_markdown
 from ffaa.eval.label_sources import load_labels
 from ffaa.eval.labels import parse_label
 from ffaa.eval.matching import PathIndex
 from ffaa.eval.predictions import BATCH_SCHEMA, aggregate_images, load_predictions
-
-from ffaa.cli import main
-from ffaa.errors import InputError
 from ffaa.parsing import parse_answer
 from ffaa.report import report_to_dict
 from ffaa.types import (
@@ -260,7 +260,8 @@ def test_evaluation_matches_reference_implementations(tmp_path):
     per_set = {g.name: g.accuracy for g in r.per_set}
     expected = [sk.accuracy_score(y[k * 30:(k + 1) * 30], p[k * 30:(k + 1) * 30]) for k in range(3)]
     assert [per_set[n] for n in ("DPF", "DFD", "MA")] == pytest.approx(expected)
-    assert r.spread.sacc == pytest.approx(np.std(expected)) and r.spread.sacc_sample == pytest.approx(np.std(expected, ddof=1))
+    assert (r.spread.sacc == pytest.approx(np.std(expected))
+            and r.spread.sacc_sample == pytest.approx(np.std(expected, ddof=1)))
     assert r.spread.macro_accuracy == pytest.approx(np.mean(expected))
     easy = {g.name: g for g in r.by_difficulty}["easy"]
     assert easy.accuracy == 1.0  # |s - 0.5| > 0.2 is always on the right side of 0.5

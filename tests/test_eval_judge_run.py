@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+
+from ffaa.cli import main
+from ffaa.errors import InputError
 from ffaa.eval.judge import (
     BackendJudge,
     CallableJudge,
@@ -15,9 +18,6 @@ from ffaa.eval.judge import (
     run_judge,
 )
 from ffaa.eval.texts import Pair, Pairing, load_texts, pair_texts
-
-from ffaa.cli import main
-from ffaa.errors import InputError
 from ffaa.types import Verdict
 
 CRITERIA = ("completeness", "correctness", "plausibility")
@@ -164,10 +164,11 @@ def make_bench(root: Path) -> Path:
 
 
 def test_run_benchmark_with_a_fake_runner(tmp_path):
+    from test_eval_detection import report
+
     from ffaa.eval.benchmarks import load_benchmark
     from ffaa.eval.detection_eval import EvaluationOptions
     from ffaa.eval.run import run_benchmark
-    from test_eval_detection import report
 
     bench = make_bench(tmp_path / "bench")
     seen = []
@@ -190,10 +191,9 @@ def test_run_benchmark_with_a_fake_runner(tmp_path):
 
 def test_run_benchmark_end_to_end_with_the_batch_runner(tmp_path):
     pytest.importorskip("ffaa.batch.runner")
+    from ffaa.batch.factory import ScriptedAssistantFactory
     from ffaa.eval.detection_eval import EvaluationOptions
     from ffaa.eval.run import batch_runner, run_benchmark
-
-    from ffaa.batch.factory import ScriptedAssistantFactory
     from ffaa.pipeline import AnalysisOptions
 
     bench = make_bench(tmp_path / "bench")

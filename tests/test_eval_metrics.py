@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+
 from ffaa.eval import detection as m
 from ffaa.eval.ensemble import (
     EnsembleItem,
@@ -17,7 +18,6 @@ from ffaa.eval.ensemble import (
     majority,
     vote,
 )
-
 from ffaa.types import Verdict
 
 sk = pytest.importorskip("sklearn.metrics")

@@ -21,8 +21,9 @@ SETTINGS_TOKENS = 16
 
 @pytest.fixture(scope="module")
 def image():
-    from ffaa.demo_image import sample_face_path
     from PIL import Image
+
+    from ffaa.demo_image import sample_face_path
 
     return Image.open(sample_face_path()).convert("RGB").resize((336, 336))
 

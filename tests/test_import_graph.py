@@ -26,9 +26,10 @@ Modules are those of the packages pyproject.toml declares, so `ffaa.mids` (mids/
 from __future__ import annotations
 
 import ast
-import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,14 +11,13 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import makers
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
 from ffaa.errors import InputError
 from ffaa.media import LoadLimits, from_pil, load_image, load_image_from_bytes, sniff_kind
-
-import makers
 
 
 def rejected(path: Path, *fragments: str, limits: LoadLimits | None = None) -> str:

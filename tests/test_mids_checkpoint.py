@@ -9,6 +9,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+from safetensors.torch import load_file
+
+from ffaa.errors import CheckpointError
 from ffaa.mids.checkpoint import (
     convert_mids,
     load_mids,
@@ -18,9 +21,6 @@ from ffaa.mids.checkpoint import (
     save_mids,
 )
 from ffaa.mids.net import MidsConfig, build_random, normalise_key
-from safetensors.torch import load_file
-
-from ffaa.errors import CheckpointError
 
 ATOL = 1e-5
 

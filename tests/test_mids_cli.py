@@ -13,11 +13,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-from ffaa.mids.data import labelled_images, load_mids_data, write_mids_data
 from PIL import Image
 
 from ffaa.cli import build_parser, main
 from ffaa.decision import MajorityDecider
+from ffaa.mids.data import labelled_images, load_mids_data, write_mids_data
 from ffaa.parsing import parse_answer
 from ffaa.types import (
     Candidate,

@@ -11,12 +11,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-from ffaa.mids.decider import MidsDecider
-from ffaa.mids.preprocess import clip_image_processor, pixel_values
-from ffaa.mids.selector import select
 from PIL import Image
 
 from ffaa.decision import Decider
+from ffaa.mids.decider import MidsDecider
+from ffaa.mids.preprocess import clip_image_processor, pixel_values
+from ffaa.mids.selector import select
 from ffaa.parsing import parse_answer
 from ffaa.types import Candidate, Verdict
 
@@ -180,9 +180,8 @@ def test_from_pretrained_with_local_encoder_folders(decider, tmp_path):
 
 
 def test_missing_encoder_is_a_clear_error(tmp_path, decider):
-    from ffaa.mids.checkpoint import save_mids
-
     from ffaa.errors import WeightsNotFoundError
+    from ffaa.mids.checkpoint import save_mids
 
     path = save_mids(decider.net, tmp_path / "mids.safetensors", complete=False)
     with pytest.raises(WeightsNotFoundError, match="MIDS image encoder .*nowhere"):

@@ -11,10 +11,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+from PIL import Image
+
 from ffaa.mids.decider import MidsDecider
 from ffaa.mids.heatmap import clip_view, explain, grad_cam, target_for
 from ffaa.mids.preprocess import pixel_values, tokenize
-from PIL import Image
 
 TEXT = "Image description: A young woman.\nForgery reasoning: The skin around the eyes is too smooth."
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from ffaa.mids.selector import ZERO_DENOMINATOR_SCORE, match_score, select
 
 

@@ -13,10 +13,11 @@ pytest.importorskip("transformers")
 pytest.importorskip("sklearn")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+from PIL import Image
+
 from ffaa.mids.data import Augment, class_label, load_mids_data, make_batch
 from ffaa.mids.decider import MidsDecider
 from ffaa.mids.train import TrainConfig, Trainer, detection_metrics, train_mids
-from PIL import Image
 
 ANSWER = ("Image description: A face in {light} lighting.\nForgery reasoning: {reason}\n"
           "Analysis result: {claim}\nProbability: 0.5\nForgery type: None")
@@ -185,9 +186,8 @@ def test_kill_between_checkpoint_renames_resumes_exactly(tmp_path, uninterrupted
 
 
 def test_resume_refuses_weights_of_another_step(tmp_path, tiny):
-    from ffaa.mids.checkpoint import save_mids
-
     from ffaa.errors import FfaaError
+    from ffaa.mids.checkpoint import save_mids
 
     tokenizer, processor = tiny
     data = load_mids_data(write_dataset(tmp_path, 8))

@@ -7,8 +7,8 @@ from PIL import Image
 
 from ffaa.backends.scripted import ScriptedBackend
 from ffaa.errors import InputError
-from ffaa.pipeline import AnalysisOptions, Assistant, order_like_ffaa
 from ffaa.parsing import parse_answer
+from ffaa.pipeline import AnalysisOptions, Assistant, order_like_ffaa
 from ffaa.types import Candidate, Verdict
 
 

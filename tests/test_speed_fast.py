@@ -291,7 +291,8 @@ def test_own_loop_on_llava_next_writes_the_plain_tokens():
     try:
         reqs = requests(2, 3)
         assert static_next.fast._greedy_loop(static_next, GREEDY) is not None
-        assert [g.text for g in static_next.generate(reqs, GREEDY)] == [g.text for g in plain_next.generate(reqs, GREEDY)]
+        assert ([g.text for g in static_next.generate(reqs, GREEDY)]
+                == [g.text for g in plain_next.generate(reqs, GREEDY)])
     finally:
         static_next.fast.close()
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import wave
 from pathlib import Path
 
+import makers
 import numpy as np
 import pytest
 from PIL import Image
 
-import makers
 from ffaa.errors import InputError
 from ffaa.video import (
     VideoSampling,

@@ -123,8 +123,7 @@ def case_html(case: Case, demo: bool = False) -> str:
     if demo or any(r.provenance.demo for r in case.reports):
         body.append('<p class="demo">Demo mode: these answers do not come from a trained model.</p>')
     body += [f'<p class="note">{esc(n)}</p>' for n in case.info.notes]
-    for index, thread in enumerate(case.threads):
-        body.append(_face_section(case, index))
+    body += [_face_section(case, index) for index in range(len(case.threads))]
     p = case.reports[0].provenance if case.reports else None
     if p is not None:
         body.append(

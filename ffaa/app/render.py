@@ -114,7 +114,8 @@ def detectors_html(panel: DetectorPanel) -> str:
                     f"<td>{esc(vote)}</td><td>{m.seconds:.2f} s</td></tr>")
     notes = [e.note, *panel.notes]
     if e.ffaa_verdict is not None:
-        notes.append(f"FFAA's verdict ({e.ffaa_verdict.value}) " + ("voted" if e.ffaa_voted else "is shown, not counted"))
+        notes.append(f"FFAA's verdict ({e.ffaa_verdict.value}) "
+                     + ("voted" if e.ffaa_voted else "is shown, not counted"))
     note_html = "".join(f"<li>{esc(n)}</li>" for n in notes if n)
     return (
         f'<div class="ffaa-detectors"><div class="ffaa-det-head">Classic detectors: '
@@ -200,7 +201,8 @@ def _opening_messages(case: Case) -> list[dict[str, Any]]:
 
 def _face_messages(thread: FaceThread, several: bool) -> list[dict[str, Any]]:
     report, final = thread.report, thread.report.final
-    head = f"**{thread.label}: {verdict_word(report)}**" if several or report.face_index is None else f"**{verdict_word(report)}**"
+    head = (f"**{thread.label}: {verdict_word(report)}**" if several or report.face_index is None
+            else f"**{verdict_word(report)}**")
     numbers = " · ".join(f"{k}: {escape_markdown(v)}" for k, v in facts(report))
     if final is None:
         reason = report.decision.note or "no candidate answer could be parsed"
@@ -243,7 +245,8 @@ def annotated_image(case: Case) -> Image.Image:
         if box is None:
             continue
         colour = VERDICT_COLOURS[thread.report.decision.verdict]
-        rect = [round(box.left * scale), round(box.top * scale), round(box.right * scale) - 1, round(box.bottom * scale) - 1]
+        rect = [round(box.left * scale), round(box.top * scale),
+                round(box.right * scale) - 1, round(box.bottom * scale) - 1]
         draw.rectangle(rect, outline=colour, width=width)
         label = f"{thread.report.face_index + 1} {verdict_word(thread.report)}"
         left, top, right, bottom = draw.textbbox((rect[0], rect[1]), label, font=font)

@@ -55,7 +55,8 @@ def parse_auth(specs: Iterable[str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def auth_from(cli: Sequence[str], auth_file: str | None, environ: dict[str, str] | None = None) -> tuple[tuple[str, str], ...]:
+def auth_from(cli: Sequence[str], auth_file: str | None,
+              environ: dict[str, str] | None = None) -> tuple[tuple[str, str], ...]:
     """Credentials from --auth, then --auth-file (one USER:PASSWORD per line), then $FFAA_APP_AUTH.
 
     A file or the environment keeps passwords out of the process list, where --auth shows them.

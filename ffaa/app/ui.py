@@ -241,7 +241,8 @@ class Handlers:
                 yield {p.state: state, p.chat: chat_messages(case, pending_question=(face, turn))}
         except Exception as exc:
             log.exception("follow-up answer failed")
-            message = str(exc) if isinstance(exc, FfaaError) else "the answer failed with an internal error (see the server log)"
+            message = (str(exc) if isinstance(exc, FfaaError)
+                       else "the answer failed with an internal error (see the server log)")
             gr.Warning(message)
             yield {p.state: SessionState(case=case), p.chat: chat_messages(case), p.error: error_update(message),
                    **self.inputs(locked=False, value=question)}
@@ -315,17 +316,22 @@ def build_ui(assistant: Assistant, options: UiOptions = UiOptions(), workspace: 
                 upload = gr.File(label=f"Face image (JPEG, PNG, WebP…; max {options.max_file_size})",
                                  type="filepath", elem_id="ffaa-upload", height=120)
                 if options.examples:
-                    gr.Examples([[p] for p in options.examples], inputs=[upload], label="Examples (public-domain photo)")
+                    gr.Examples([[p] for p in options.examples], inputs=[upload],
+                                label="Examples (public-domain photo)")
                 error_box = gr.HTML("", visible=False, elem_id="ffaa-error")
                 faces_img = gr.Image(label="Faces found", type="pil", interactive=False, elem_id="ffaa-faces",
                                      buttons=["fullscreen"], height=360)
                 with gr.Row():
-                    dl_json = gr.DownloadButton("JSON report", interactive=False, size="sm", min_width=90, elem_id="ffaa-dl-json")
-                    dl_md = gr.DownloadButton("Markdown report", interactive=False, size="sm", min_width=90, elem_id="ffaa-dl-md")
-                    dl_html = gr.DownloadButton("HTML report", interactive=False, size="sm", min_width=90, elem_id="ffaa-dl-html")
+                    dl_json = gr.DownloadButton("JSON report", interactive=False, size="sm", min_width=90,
+                                                elem_id="ffaa-dl-json")
+                    dl_md = gr.DownloadButton("Markdown report", interactive=False, size="sm", min_width=90,
+                                              elem_id="ffaa-dl-md")
+                    dl_html = gr.DownloadButton("HTML report", interactive=False, size="sm", min_width=90,
+                                                elem_id="ffaa-dl-html")
                 new_btn = gr.Button("New case", variant="secondary", elem_id="ffaa-new")
                 with gr.Accordion("Options", open=False):
-                    first_question = gr.Textbox(label="Question for the first answer (optional)", max_length=MAX_QUESTION_CHARS,
+                    first_question = gr.Textbox(label="Question for the first answer (optional)",
+                                                max_length=MAX_QUESTION_CHARS,
                                                 placeholder="Default: one of FFAA's ten questions")
                     face_mode = gr.Radio(FACE_MODES, value=options.face_mode, label="Analyse")
             with gr.Column(scale=3, min_width=400):
@@ -351,13 +357,15 @@ def build_ui(assistant: Assistant, options: UiOptions = UiOptions(), workspace: 
         ask_view = [state, chatbot, dl_json, dl_md, dl_html, error_box, question, ask_btn]
         private = {"api_visibility": "private"}
         analyzing = (
-            upload.change(h.receive, [upload, first_question, face_mode], view, api_name="ui_receive", show_progress="hidden", **private)
+            upload.change(h.receive, [upload, first_question, face_mode], view, api_name="ui_receive",
+                          show_progress="hidden", **private)
             .then(lambda s: _stop_unless(s.pending is not None), state, None, show_progress="hidden", **private)
             .success(h.analyze, state, view, api_name="ui_analyze", concurrency_limit=1, concurrency_id=MODEL,
                      show_progress="minimal", show_progress_on=[chatbot], **private)
         )
         answering = (
-            gr.on([ask_btn.click, question.submit], h.accept_question, [question, face_sel, state], ask_view, api_name="ui_question",
+            gr.on([ask_btn.click, question.submit], h.accept_question, [question, face_sel, state], ask_view,
+                  api_name="ui_question",
                   show_progress="hidden", **private)
             .then(lambda s: _stop_unless(s.question is not None), state, None, show_progress="hidden", **private)
             .success(h.answer, state, ask_view, api_name="ui_answer", concurrency_limit=1, concurrency_id=MODEL,
@@ -398,14 +406,20 @@ CSS = """
 .ffaa-facts { display: grid; grid-template-columns: auto 1fr; gap: .15rem .8rem; margin: 0; }
 .ffaa-facts dt { color: var(--body-text-color-subdued); } .ffaa-facts dd { margin: 0; font-weight: 600; }
 .ffaa-detectors { margin-top: .6rem; font-size: .9em; }
-.ffaa-det-badge { font-weight: 700; padding: 0 .5rem; border-radius: 999px; color: #fff; } .ffaa-no-verdict { background: #64748b; } .ffaa-detectors table { border-collapse: collapse; width: 100%; }
-.ffaa-detectors th, .ffaa-detectors td { text-align: left; padding: .15rem .4rem; border-bottom: 1px solid var(--border-color-primary); }
-.ffaa-detectors tr[data-vote="fake"] td { color: rgb(220, 38, 38); } .ffaa-det-rule { color: var(--body-text-color-subdued); margin: .2rem 0; }
+.ffaa-det-badge { font-weight: 700; padding: 0 .5rem; border-radius: 999px; color: #fff; } \
+.ffaa-no-verdict { background: #64748b; } \
+.ffaa-detectors table { border-collapse: collapse; width: 100%; }
+.ffaa-detectors th, .ffaa-detectors td { text-align: left; padding: .15rem .4rem; \
+border-bottom: 1px solid var(--border-color-primary); }
+.ffaa-detectors tr[data-vote="fake"] td { color: rgb(220, 38, 38); } \
+.ffaa-det-rule { color: var(--body-text-color-subdued); margin: .2rem 0; }
 .ffaa-notes { margin: .5rem 0 0 1rem; color: #92400e; font-size: .9em; }
 .ffaa-demo { margin-top: .5rem; background: #fef3c7; color: #92400e; padding: .4rem .6rem; border-radius: 6px; }
-.ffaa-error { background: #fef2f2; border: 1px solid #fecaca; color: #991b1b; padding: .6rem .8rem; border-radius: 6px; }
+.ffaa-error { background: #fef2f2; border: 1px solid #fecaca; color: #991b1b; \
+padding: .6rem .8rem; border-radius: 6px; }
 .ffaa-cands table { width: 100%; border-collapse: collapse; font-size: .9em; margin-bottom: .8rem; }
-.ffaa-cands th, .ffaa-cands td { text-align: left; padding: .25rem .4rem; border-bottom: 1px solid var(--border-color-primary); vertical-align: top; }
+.ffaa-cands th, .ffaa-cands td { text-align: left; padding: .25rem .4rem; \
+border-bottom: 1px solid var(--border-color-primary); vertical-align: top; }
 .ffaa-cands tr.ffaa-chosen { background: var(--background-fill-secondary); }
 .ffaa-cands pre { white-space: pre-wrap; font-size: .85em; }
 """

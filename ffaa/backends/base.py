@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..types import DecodingSettings
 
@@ -35,7 +35,7 @@ class GenerationRequest:
     complete `<label>: <value>` line of one of them; without labels it never stops early.
     """
 
-    image: "Image.Image"
+    image: Image.Image
     prompt: str
     end_labels: tuple[str, ...] = ()
 

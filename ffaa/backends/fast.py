@@ -44,11 +44,11 @@ from typing import Any
 
 from ..errors import FfaaError, one_line
 from ..lazy import require
+from ..options import COMPILE_CHOICES  # the --compile choices live with the CLI's option lists
 from ..types import DecodingSettings
 from .base import Generation, GenerationRequest, round_up
 from .generation import answer_end_stop
 
-from ..options import COMPILE_CHOICES  # the --compile choices live with the CLI's option lists
 LOOP_CHOICES = ("own", "generate")
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def compile_usable(device: str) -> bool:
     try:
         if not torch._dynamo.is_dynamo_supported():
             return False
-    except Exception:  # older or stripped builds: treat as unsupported rather than crash
+    except Exception:  # noqa: BLE001 - older or stripped builds: treat as unsupported rather than crash
         return False
     return not device.startswith("cuda") or importlib.util.find_spec("triton") is not None
 
@@ -335,7 +335,7 @@ class FastDecoder:
         if sampling and self.settings.loop == "own":
             try:
                 self._warm_calls(backend, sampled=True)
-            except Exception as exc:  # greedy decoding is ready; sampling then compiles on first use
+            except Exception as exc:  # noqa: BLE001 - greedy decoding is ready; sampling then compiles on first use
                 warn(f"ffaa: warming the sampling path failed ({one_line(exc)}); it compiles on first use")
         self.warm = True
         seconds = time.perf_counter() - start
@@ -372,7 +372,7 @@ def give_up(decoder: FastDecoder, exc: BaseException, log: Callable[[str], None]
     (log or _warning)(f"ffaa: compiled decoding failed at warm-up ({reason[:300]}); using plain generate")
     try:
         decoder.close()
-    except Exception:  # the failure above matters, not a second one while cleaning up
+    except Exception:  # noqa: BLE001 - the failure above matters, not a second one while cleaning up
         pass
     return reason
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, FfaaError, WeightsNotFoundError
-from ..options import DTYPE_CHOICES
 from ..lazy import require
+from ..options import DTYPE_CHOICES
 from ..types import DecodingSettings
 from . import hub
 from .base import BackendInfo, Generation, GenerationRequest
@@ -196,7 +196,7 @@ class HFLlavaBackend:
         with self._lock:
             try:
                 return self.fast.warmup(self, log, sampling=sampling)
-            except Exception as exc:  # any compiler/driver error: plain decoding still works
+            except Exception as exc:  # noqa: BLE001 - any compiler/driver error: plain decoding still works
                 from .fast import give_up  # fast.py never imports this module: no cycle
 
                 self.fast_error = give_up(self.fast, exc, log)
@@ -323,7 +323,7 @@ class HFLlavaBackend:
             try:
                 with self._lock, torch.inference_mode():
                     self.model.generate(**inputs, **kwargs)
-            except BaseException as exc:  # surfaced to the consumer below
+            except BaseException as exc:  # noqa: BLE001 - surfaced to the consumer below
                 errors.append(exc)
                 streamer.end()
 

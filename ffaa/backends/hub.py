@@ -64,7 +64,7 @@ def cached_snapshot(repo_id: str, revision: str | None, complete: Callable[[Path
     try:
         folder = Path(hub.snapshot_download(repo_id, revision=revision, local_files_only=True))
         return folder if complete(folder) else None
-    except Exception:  # nothing cached, or an incomplete download: the caller fetches it
+    except Exception:  # noqa: BLE001 - nothing cached, or an incomplete download: the caller fetches it
         return None
 
 
@@ -77,7 +77,7 @@ def download_snapshot(
     try:
         allow = patterns(client.HfApi().list_repo_files(repo_id, revision=revision)) if patterns else None
         return Path(client.snapshot_download(repo_id, revision=revision, allow_patterns=allow))
-    except Exception as exc:  # offline, unknown repo, auth: all end the same way for a user
+    except Exception as exc:  # noqa: BLE001 - offline, unknown repo, auth: all end the same way for a user
         raise WeightsNotFoundError(not_found_message(repo_id, one_line(exc, limit=200))) from None
 
 
@@ -86,7 +86,7 @@ def download_file(repo_id: str, filename: str, revision: str | None) -> Path:
     client = hub_client("downloading models")
     try:
         return Path(client.hf_hub_download(repo_id, filename, revision=revision))
-    except Exception as exc:  # offline, unknown repo, auth: all end the same way for a user
+    except Exception as exc:  # noqa: BLE001 - offline, unknown repo, auth: all end the same way for a user
         raise WeightsNotFoundError(not_found_message(repo_id, one_line(exc, limit=200))) from None
 
 

@@ -69,6 +69,7 @@ FORMATS: dict[str, QuantFormat] = {
     )
 }
 from ..options import QUANT_CHOICES  # noqa: E402 (the --quant choices: "auto" + FORMATS, checked by a test)
+
 BNB_FORMATS = tuple(n for n, f in FORMATS.items() if f.library == "bitsandbytes")
 TORCHAO_FORMATS = tuple(n for n, f in FORMATS.items() if f.library == "torchao")
 

@@ -13,6 +13,7 @@ from .engine import EngineSettings, VideoOptions
 from .factory import ScriptedAssistantFactory
 from .inputs import Discovery, Item, Source, discover
 from .journal import LOG_NAME, OutputError, ReportLog, scan_log
+from .outputs import write_summaries
 from .runner import (
     BatchConfig,
     BatchInterrupted,
@@ -21,7 +22,6 @@ from .runner import (
     RayOptions,
     run_batch,
 )
-from .outputs import write_summaries
 from .summary import BatchSummary, load_summary
 from .triage import triage_prompt, triage_reports
 

@@ -71,12 +71,12 @@ def aggregate(points: Sequence[FramePoint], rule: str, threshold: float) -> Vide
     """Summarise a timeline; the verdict is None when no frame was scored."""
     if rule not in RULES:
         raise ValueError(f"unknown video rule {rule!r}; choose one of {', '.join(RULES)}")
-    scored = [p for p in points if p.score is not None]
+    scores = [p.score for p in points if p.score is not None]
     decided = [p for p in points if p.verdict is not None]
     values = {
-        "mean": sum(p.score for p in scored) / len(scored) if scored else None,
+        "mean": sum(scores) / len(scores) if scores else None,
         "fake_share": sum(p.verdict == "fake" for p in decided) / len(decided) if decided else None,
-        "max": max((p.score for p in scored), default=None),
+        "max": max(scores, default=None),
     }
     chosen = values[rule]
     verdict = None if chosen is None else ("fake" if chosen >= threshold else "real")
@@ -89,7 +89,7 @@ def aggregate(points: Sequence[FramePoint], rule: str, threshold: float) -> Vide
         fake_share=_round(values["fake_share"]),
         max=_round(values["max"]),
         frames_sampled=len(points),
-        frames_scored=len(scored),
+        frames_scored=len(scores),
         faces=sum(p.faces for p in points),
     )
 

@@ -11,6 +11,7 @@ a video is sampled and the faces of every sampled frame cropped. Any failure bec
 from __future__ import annotations
 
 import io
+import itertools
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -165,44 +166,78 @@ def _prepare_video(item: Item, assistant: Assistant, settings: EngineSettings) -
     from ..video import probe_video, sample_frames
 
     with _stage("video"):
-        _check_frame_size(item, probe_video(item.path), assistant)
+        info = probe_video(item.path)
+        _check_frame_size(item, info, assistant)
+    if assistant.detectors is not None:
+        return _prepare_video_with_detectors(item, info, assistant, settings)
+    with _stage("video"):
         sampler = sample_frames(item.path, settings.video.sampling())
+        scanned = _scan_frames(item, sampler, sampler.info, assistant, settings)
+    return _prepared_video(item, scanned, VideoScan(scanned.frames, sampler.partial, sampler.error,
+                                                    _video_info(sampler.info)))
+
+
+def _prepare_video_with_detectors(item: Item, info, assistant: Assistant, settings: EngineSettings) -> Prepared:
+    """One decode for both: the classic detectors' runs of consecutive frames and FFAA's
+    sampled frames (the frames nearest to the sampling's target times)."""
+    from ..detectors.video import decode, plan_for
+    from ..video import plan_targets
+
+    targets = list(itertools.islice(plan_targets(settings.video.sampling(), info.duration_s),
+                                    settings.video.max_frames))
+    with _stage("video"):
+        decoded = decode(item.path, plan_for(assistant.detectors), targets)
+        scanned = _scan_frames(item, (decoded.frames[p] for p in decoded.extra), info, assistant, settings)
+    scan = VideoScan(scanned.frames, decoded.partial, decoded.error, _video_info(info))
+    detection, detection_error = _detect_video(item, assistant, decoded)
+    return replace(_prepared_video(item, scanned, scan), detection=detection, detection_error=detection_error)
+
+
+@dataclass(frozen=True)
+class _Scanned:
+    frames: tuple[SampledFrame, ...]
+    jobs: tuple[FaceJob, ...]
+    where: tuple[int, ...]
+    thumb: bytes | None
+
+
+def _scan_frames(item: Item, frames, info, assistant: Assistant, settings: EngineSettings) -> _Scanned:
+    """The face jobs of each sampled frame, and the thumbnail (the first frame with a face)."""
     jobs: list[FaceJob] = []
     where: list[int] = []
-    frames: list[SampledFrame] = []
+    sampled: list[SampledFrame] = []
     thumb, thumb_has_face = None, False
-    with _stage("video"):
-        for frame in sampler:
-            found = _frame_jobs(item, sampler.info, frame, assistant)
-            frames.append(SampledFrame(frame.index, frame.timestamp_s, len(found)))
-            jobs += found
-            where += [len(frames) - 1] * len(found)
-            if settings.thumbnails and (thumb is None or (found and not thumb_has_face)):
-                thumb, thumb_has_face = thumbnail(frame.image, THUMB_SIDE), bool(found)  # first face frame
-    scan = VideoScan(tuple(frames), sampler.partial, sampler.error, _video_info(sampler.info))
-    if not frames:
-        raise _Failed(ItemError("video", _no_frame(item, sampler.error), "InputError"))
-    detection, detection_error = _detect_video(item, assistant)
-    if not jobs:
-        error = ItemError("faces", f"no face found in any of the {len(frames)} sampled frames", "InputError")
-        return Prepared(item, video=scan, thumb=thumb, error=error)
-    return Prepared(item, tuple(jobs), tuple(where), scan, thumb, detection=detection,
-                    detection_error=detection_error)
+    for frame in frames:
+        found = _frame_jobs(item, info, frame, assistant)
+        sampled.append(SampledFrame(frame.index, frame.timestamp_s, len(found)))
+        jobs += found
+        where += [len(sampled) - 1] * len(found)
+        if settings.thumbnails and (thumb is None or (found and not thumb_has_face)):
+            thumb, thumb_has_face = thumbnail(frame.image, THUMB_SIDE), bool(found)
+    return _Scanned(tuple(sampled), tuple(jobs), tuple(where), thumb)
 
 
-def _detect_video(item: Item, assistant: Assistant) -> tuple[dict[str, Any] | None, str | None]:
+def _prepared_video(item: Item, scanned: _Scanned, scan: VideoScan) -> Prepared:
+    if not scanned.frames:
+        raise _Failed(ItemError("video", _no_frame(item, scan.error), "InputError"))
+    if not scanned.jobs:
+        error = ItemError("faces", f"no face found in any of the {len(scanned.frames)} sampled frames", "InputError")
+        return Prepared(item, video=scan, thumb=scanned.thumb, error=error)
+    return Prepared(item, scanned.jobs, scanned.where, scan, scanned.thumb)
+
+
+def _detect_video(item: Item, assistant: Assistant, decoded) -> tuple[dict[str, Any] | None, str | None]:
     """The classic detectors over the video (their own runs of consecutive frames and face
-    tracks); a failure here is recorded beside FFAA's result, not instead of it."""
-    if assistant.detectors is None:
-        return None, None
+    tracks, from the shared decode); a failure here is recorded beside FFAA's result, not
+    instead of it."""
     from ..detectors.video import detect_video
     from ..report import video_detection_to_dict
 
     try:
-        return video_detection_to_dict(detect_video(assistant.detectors, item.path)), None
+        return video_detection_to_dict(detect_video(assistant.detectors, item.path, decoded=decoded)), None
     except FfaaError as exc:
         return None, str(exc)
-    except Exception as exc:  # noqa: BLE001 -- as in _stage: one odd file must not stop the batch
+    except Exception as exc:  # noqa: BLE001 - as in _stage: one odd file must not stop the batch
         return None, f"{type(exc).__name__}: {exc}"
 
 

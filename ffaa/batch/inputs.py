@@ -178,7 +178,8 @@ def _expand(arg: str) -> tuple[list[Source], list[str]]:
 
 def _expand_glob(pattern: str) -> tuple[list[Source], list[str]]:
     matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-    sources, notes = [], []
+    sources: list[Source] = []
+    notes: list[str] = []
     for match in matches:
         if Path(match).is_dir():
             found, more = _expand(match)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import replace
 import re
 import sys
+from dataclasses import replace
 
 from ..errors import FfaaError
 from .common import add_analysis_args, add_model_args, assistant_spec, say
@@ -43,7 +43,8 @@ def add_app_args(p: argparse.ArgumentParser) -> None:
     s.add_argument("--cache-max-age", type=int, default=3600, metavar="SECONDS",
                    help="delete uploads and generated reports older than this (default 3600; 0 keeps them)")
     c = p.add_argument_group("chat")
-    c.add_argument("--chat-max-new-tokens", type=int, default=512, help="length limit of a follow-up answer (default 512)")
+    c.add_argument("--chat-max-new-tokens", type=int, default=512,
+                   help="length limit of a follow-up answer (default 512)")
     c.add_argument("--history-turns", type=int, default=6,
                    help="follow-ups kept in the prompt besides the analysis (default 6; older ones are dropped)")
 

@@ -117,7 +117,8 @@ def build_config(args: argparse.Namespace):
     video = VideoOptions(args.every_seconds, args.frames_per_video, args.max_frames,
                          args.video_rule.replace("-", "_"), args.video_threshold)
     engine = EngineSettings("triage" if args.triage else "full", args.triage_threshold, video, not args.no_thumbnails)
-    ray = RayOptions(args.ray or None, args.ray_actors, args.ray_cpus_per_actor or 1.0) if args.ray is not None else None
+    ray = (RayOptions(args.ray or None, args.ray_actors, args.ray_cpus_per_actor or 1.0)
+           if args.ray is not None else None)
     config = BatchConfig(
         out=args.out, inputs=tuple(args.inputs), resume=args.resume, retry_errors=args.retry_errors,
         engine=engine,

@@ -30,14 +30,16 @@ def add_parser(sub) -> None:
     p.add_argument("--first-tokens", type=int, default=None, metavar="N",
                    help="first (untimed) call of the plain flows: N tokens instead of a full answer")
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the figures as JSON")
-    p.add_argument("--jsonl", default=None, metavar="FILE", help="append each flow's figures as a JSON line as it lands")
+    p.add_argument("--jsonl", default=None, metavar="FILE",
+                   help="append each flow's figures as a JSON line as it lands")
     p.add_argument("--markdown", default=None, metavar="FILE", help="also write the table as Markdown")
     p.add_argument("--with-decider", action="store_true", help="also time the decider (MIDS when available)")
     p.add_argument("--batch", nargs="*", default=None, metavar="IMAGE",
                    help="instead: images/s of whole analyses, one image at a time vs batched across images, "
                         "and triage (default images: 8 variants of the sample face)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="with --batch: prompts per generate call (and per compiled call, unless --compile-rows; default 12)")
+                   help="with --batch: prompts per generate call "
+                        "(and per compiled call, unless --compile-rows; default 12)")
     add_model_args(p)
     p.set_defaults(func=run, parser=p)
 
@@ -88,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
                               on_flow)
     if not any(r.flows for r in results):
         if args.json_out:  # a parent process reads the reasons from here
-            Path(args.json_out).write_text(json.dumps({"time": stamp, "results": [dataclasses.asdict(r) for r in results]}))
+            Path(args.json_out).write_text(
+                json.dumps({"time": stamp, "results": [dataclasses.asdict(r) for r in results]}))
         raise FfaaError("no flow could be timed: " + "; ".join(s for r in results for s in r.skipped))
     table = format_table(results, _title(results, stamp))
     print(table)

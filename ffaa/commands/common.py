@@ -22,7 +22,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"hub id or local folder, transformers or original LLaVA layout (default {DEFAULT_MODEL})")
-    g.add_argument("--demo", action="store_true", help="use the built-in tiny demo model (writes the answer format; its content is noise)")
+    g.add_argument("--demo", action="store_true",
+                   help="use the built-in tiny demo model (writes the answer format; its content is noise)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default auto)")
     g.add_argument("--quant", default="auto", choices=QUANT_CHOICES,
                    help="weights: 4bit/8bit = bitsandbytes; int4-ao, int4-hqq, int8-ao = torchao (these "

@@ -37,7 +37,8 @@ def add_detector_args(parser: argparse.ArgumentParser, required: bool = False) -
                    help="videos: frames per run on which faces are detected and frame detectors run (default 4)")
     g.add_argument("--detector-device", default=None, help="auto, cpu, cuda ... (default: auto)")
     g.add_argument("--detector-dtype", choices=DETECTOR_DTYPES, default=None, help="default fp32")
-    g.add_argument("--detector-batch-size", type=int, default=None, help="frames per forward pass (default 8; a clip detector takes this // its clip length "
+    g.add_argument("--detector-batch-size", type=int, default=None,
+                   help="frames per forward pass (default 8; a clip detector takes this // its clip length "
                         "clips, at least one)")
 
 

@@ -354,7 +354,8 @@ def run_judge(args: argparse.Namespace) -> int:
     if args.judge:
         judge = load_judge_factory(args.judge)
     else:
-        judge = BackendJudge(spec_from_args(args).load_backend(say), settings=DecodingSettings(max_new_tokens=args.judge_max_new_tokens))
+        judge = BackendJudge(spec_from_args(args).load_backend(say),
+                             settings=DecodingSettings(max_new_tokens=args.judge_max_new_tokens))
 
     def progress(done: int, total: int) -> None:
         print(f"\rjudged {done}/{total}", end="", file=sys.stderr, flush=True)
@@ -375,8 +376,8 @@ def _no_reference_message(preds, refs) -> str:
 
 
 def run_benchmark_command(args: argparse.Namespace) -> int:
-    from .common import assistant_spec
     from ..eval.run import batch_runner, run_benchmark
+    from .common import assistant_spec
 
     options = _options(args)
     factory = assistant_spec(args)

@@ -67,7 +67,8 @@ def _add_train(sub) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--clip", default=FFAA_CLIP, help=f"CLIP vision encoder, id or folder (default {FFAA_CLIP})")
     g.add_argument("--t5", default=FFAA_T5, help=f"T5 encoder and tokenizer, id or folder (default {FFAA_T5})")
-    g.add_argument("--init", default=None, metavar="PATH", help="start from these MIDS weights (mids.pth or .safetensors)")
+    g.add_argument("--init", default=None, metavar="PATH",
+                   help="start from these MIDS weights (mids.pth or .safetensors)")
     g.add_argument("--tiny", action="store_true", help="tiny random network and toy tokenizer (tests, demos)")
     g.add_argument("--reinit-clip-layers", action="store_true",
                    help="re-initialise the two trainable CLIP layers at random, as FFAA's script did")

@@ -181,7 +181,8 @@ def ffaa_flow(dset, video: Path) -> list[FlowTime]:
     return rows
 
 
-def run_bench(dset, video: Path, flows: Sequence[str] = ("originals", "originals_same_units", "ffaa")) -> list[FlowTime]:
+def run_bench(dset, video: Path,
+              flows: Sequence[str] = ("originals", "originals_same_units", "ffaa")) -> list[FlowTime]:
     """Every requested flow on `video`, one after another in this process."""
     from ..video import probe_video
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -59,7 +59,7 @@ def build_network(spec: DetectorSpec, variant: str = "full") -> nn.Module:
     return getattr(importlib.import_module(module_name), func)(variant)
 
 
-@lru_cache(maxsize=None)
+@cache
 def expected_shapes(name: str, variant: str = "full") -> dict[str, tuple[int, ...]]:
     """Every state-dict key of a detector's network and its shape, built on the meta device
     (no memory is allocated, so checking CLIP-L's 1.2 GB key set is instant)."""
@@ -151,7 +151,7 @@ def read_detector_state(path: str | Path, name: str, variant: str = "full") -> d
     meta = read_metadata(path)
     if meta.get("format") == FORMAT and meta.get("detector") not in (None, name):
         raise CheckpointError(f"{path} holds the {meta['detector']} detector, not {name}")
-    loader = "deepfakebench" if meta.get("format") == FORMAT else None  # ours: already renamed
+    loader: LoaderKind | None = "deepfakebench" if meta.get("format") == FORMAT else None  # ours: renamed
     return prepare_state(read_tensor_file(path), name, loader, variant, source=str(path))
 
 

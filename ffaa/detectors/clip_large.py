@@ -77,6 +77,7 @@ def restore_buffers(net: CLIPLargeDetector) -> None:
     non-persistent `position_ids` (0 .. tokens - 1)."""
     import torch
 
-    embeddings = net.backbone.vision_model.embeddings if hasattr(net.backbone, "vision_model") else net.backbone.embeddings
+    embeddings = (net.backbone.vision_model.embeddings if hasattr(net.backbone, "vision_model")
+                  else net.backbone.embeddings)
     tokens = embeddings.position_embedding.weight.shape[0]
     embeddings.register_buffer("position_ids", torch.arange(tokens).expand((1, -1)), persistent=False)

@@ -133,17 +133,14 @@ def load_config_file(path: str | Path) -> DetectorsConfig:
 def _read_mapping(p: Path) -> dict[str, Any]:
     if not p.is_file():
         raise FfaaError(f"detectors config not found: {p}")
+    import yaml
+
     try:
         text = p.read_text(encoding="utf-8")
-        if p.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
+        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise FfaaError(f"{p}: cannot read the detectors config ({exc})") from None
-    except Exception as exc:  # yaml.YAMLError: the parser's own message, one line
+    except yaml.YAMLError as exc:  # the parser's own message, first line
         raise FfaaError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise FfaaError(f"{p}: expected a mapping with a 'detectors' entry")

@@ -140,7 +140,8 @@ def scores_table(records: Sequence[dict[str, Any]]) -> str:
     ens = [Verdict(r["verdict"]) if r.get("verdict") else None for r, _ in labelled]
     s = score_voter("ensemble", ens, labels)
     total = sum(r.get("seconds", 0.0) for r, _ in labelled) / len(labelled)
-    out.append(f"{'ensemble':<24} {str(s.accuracy):>8}  {str(s.recall_fake):>11}  {str(s.recall_real):>11}  {total:6.2f}")
+    out.append(f"{'ensemble':<24} {str(s.accuracy):>8}  {str(s.recall_fake):>11}  "
+               f"{str(s.recall_real):>11}  {total:6.2f}")
     return "\n".join(out)
 
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..types import FaceBox, FaceTrack, MemberScore, VideoDetection
-from .runner import DetectorSet, face_crops
+from .runner import DetectorSet, FaceCrops, face_crops
 from .tracking import Track, link
 
 log = logging.getLogger(__name__)
@@ -73,34 +73,49 @@ def segment_times(duration: float | None, fps: float | None, plan: VideoPlan) ->
 
 
 @dataclass(frozen=True)
-class _Decoded:
+class Decoded:
+    """The frames of one decode: the detectors' runs of consecutive frames and, when asked
+    for, the frames nearest to other target times (FFAA's sampled frames in `ffaa batch`)."""
+
     frames: list  # VideoFrame, in time order
     runs: list[tuple[int, int]]  # (first, last) position of each run in `frames`
     notes: list[str]
+    extra: list[int] = field(default_factory=list)  # positions of the frames nearest to `extra_times`
+    partial: bool = False
+    error: str | None = None
+    damaged_skipped: int = 0
+    info: object = None  # the VideoInfo
 
 
-def decode(path: str, plan: VideoPlan) -> _Decoded:
-    """The planned frames, decoded once, grouped into runs."""
+def decode(path: str, plan: VideoPlan, extra_times: Sequence[float] = ()) -> Decoded:
+    """The planned frames (and those nearest to `extra_times`), decoded in one pass."""
     from ..video import VideoSampling, probe_video, sample_video
 
     info = probe_video(path)
     runs_t = segment_times(info.duration_s, info.fps, plan)
-    flat = [t for run in runs_t for t in run]
+    flat = sorted({*(t for run in runs_t for t in run), *extra_times})
     sample = sample_video(path, VideoSampling(times=tuple(flat), max_frames=len(flat)))
-    owner = [k for k, run in enumerate(runs_t) for _ in run]
-    frames, runs = list(sample.frames), []
-    run_of = [owner[int(np.argmin([abs(t - f.timestamp_s) for t in flat]))] for f in frames]
-    for k in range(len(runs_t)):
-        positions = [i for i, r in enumerate(run_of) if r == k]
+    frames = list(sample.frames)
+    half = 0.5 / (info.fps or ASSUMED_FPS)
+    runs = []
+    for run in runs_t:  # consecutive frames, so a frame inside a run's span belongs to it
+        positions = [i for i, f in enumerate(frames) if run[0] - half <= f.timestamp_s <= run[-1] + half]
         if positions:
             runs.append((positions[0], positions[-1]))
+    extra = _nearest(frames, extra_times) if frames else []
     notes = []
     if sample.partial:
         notes.append(f"partial video: {sample.error}")
     short = [hi - lo + 1 for lo, hi in runs if hi - lo + 1 < plan.segment_len]
     if short:
         notes.append(f"only {min(short)} consecutive frames where {plan.segment_len} were planned")
-    return _Decoded(frames, runs, notes)
+    return Decoded(frames, runs, notes, extra, sample.partial, sample.error, sample.damaged_skipped, info)
+
+
+def _nearest(frames: Sequence, times: Sequence[float]) -> list[int]:
+    """Positions of the frames nearest to each time, each frame once, in time order."""
+    stamps = np.array([f.timestamp_s for f in frames])
+    return sorted({int(np.argmin(np.abs(stamps - t))) for t in times})
 
 
 def detection_positions(lo: int, hi: int, count: int) -> list[int]:
@@ -109,13 +124,14 @@ def detection_positions(lo: int, hi: int, count: int) -> list[int]:
 
 
 def detect_video(dset: DetectorSet, path: str, plan: VideoPlan | None = None,
-                 detect: Callable | None = None) -> VideoDetection:
-    """Every face track of the video at `path`, scored by every detector of `dset`."""
+                 detect: Callable | None = None, decoded: Decoded | None = None) -> VideoDetection:
+    """Every face track of the video at `path`, scored by every detector of `dset` (on the
+    frames of `decoded` when the caller already decoded them with `decode`)."""
     from ..faces import detect_faces
 
     plan = plan or plan_for(dset)
     detect = detect or detect_faces
-    decoded = decode(path, plan)
+    decoded = decoded or decode(path, plan)
     observations = []
     for k, (lo, hi) in enumerate(decoded.runs):
         for j, pos in enumerate(detection_positions(lo, hi, plan.frames_per_segment)):
@@ -133,7 +149,7 @@ def detect_video(dset: DetectorSet, path: str, plan: VideoPlan | None = None,
     return VideoDetection(results, panel, deciding, len(decoded.frames), _segments(decoded), tuple(notes))
 
 
-def _segments(decoded: _Decoded) -> tuple[tuple[int, ...], ...]:
+def _segments(decoded: Decoded) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(decoded.frames[p].index for p in range(lo, hi + 1)) for lo, hi in decoded.runs)
 
 
@@ -145,9 +161,9 @@ def _deciding(results: Sequence[FaceTrack]) -> int:
     return max(results, key=lambda r: (len(r.frames), -r.track_id)).track_id
 
 
-def _score_track(dset: DetectorSet, decoded: _Decoded, track: Track, plan: VideoPlan) -> FaceTrack:
+def _score_track(dset: DetectorSet, decoded: Decoded, track: Track, plan: VideoPlan) -> FaceTrack:
     detected = sorted(track.boxes)
-    crops_at: dict[int, object] = {}
+    crops_at: dict[int, FaceCrops] = {}
 
     def crops(pos: int, box: FaceBox):
         if pos not in crops_at:
@@ -161,7 +177,8 @@ def _score_track(dset: DetectorSet, decoded: _Decoded, track: Track, plan: Video
             units = [crops(p, track.boxes[p]).for_detector(det.name) for p in detected]
             members.append(dset.member(det, units))
             continue
-        clips, note = _clips(decoded, track, det.spec.clip_len, lambda p, b: crops(p, b).for_detector(det.name))
+        clips, note = _clips(decoded, track, det.spec.clip_len,
+                             lambda p, b, name=det.name: crops(p, b).for_detector(name))
         if note:
             notes.add(note)
         members.append(dset.member(det, clips, note))
@@ -173,7 +190,7 @@ def _score_track(dset: DetectorSet, decoded: _Decoded, track: Track, plan: Video
                      tuple(track.boxes[p] for p in detected), panel)
 
 
-def _clips(decoded: _Decoded, track: Track, clip_len: int, crop) -> tuple[list[list[np.ndarray]], str]:
+def _clips(decoded: Decoded, track: Track, clip_len: int, crop) -> tuple[list[list[np.ndarray]], str]:
     """Non-overlapping clips of `clip_len` consecutive crops of the track, from every run the
     track appears in; a run shorter than one clip is padded with its last frame."""
     clips, note = [], ""
