@@ -5,7 +5,8 @@ Modules (import the one you need; this package imports nothing at import time):
 - `detection`: pure metric functions (ACC, balanced ACC, ROC-AUC, AP, EER, calibration,
   per-set spread, bootstrap intervals, threshold sweep); numpy only.
 - `labels`, `predictions`, `matching`: read ground truth and reports, match them by path.
-- `detection_eval`: the `ffaa eval detection` flow, its result dataclasses and Markdown.
+- `detection_eval`: the `ffaa eval detection` flow and its result dataclasses; `detection_report`:
+  its Markdown and output files.
 - `plots`: ROC, PR, confusion matrix, reliability diagram, score histograms (matplotlib).
 - `ensemble`: several detectors' probabilities, threshold rule and majority vote.
 - `explanation`: CSS, BLEU, ROUGE-L, METEOR, CIDEr, BERTScore, structure and consistency.

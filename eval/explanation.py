@@ -553,7 +553,7 @@ def _item(pair: Pair, position: int | None, per: dict[str, list]) -> ItemScores:
 
 
 def to_markdown(r: ExplanationResult) -> str:
-    from .detection_eval import num, pct
+    from .detection_report import num, pct
 
     c, k, s = r.corpus, r.checks, r.settings
     out = ["# Explanation evaluation", "",

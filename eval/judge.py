@@ -277,7 +277,7 @@ def run_judge(
 
 
 def to_markdown(r: JudgeResult) -> str:
-    from .detection_eval import num
+    from .detection_report import num
 
     c = r.coverage
     out = ["# Judge evaluation", "",

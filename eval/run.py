@@ -16,12 +16,8 @@ from typing import Any
 from ffaa.errors import InputError
 
 from .benchmarks import Benchmark, load_benchmark
-from .detection_eval import (
-    DetectionEvaluation,
-    EvaluationOptions,
-    evaluate_detection,
-    write_outputs,
-)
+from .detection_eval import DetectionEvaluation, EvaluationOptions, evaluate_detection
+from .detection_report import write_outputs
 from .predictions import load_predictions
 from .results import input_file
 

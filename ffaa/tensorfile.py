@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -99,6 +99,31 @@ def load_failure(exc: Exception) -> str:
         return "not a torch checkpoint of plain tensors (refused without unpickling it)"
     first = text.strip().splitlines()[0].split(". ")[0] if text.strip() else type(exc).__name__
     return f"not a readable torch checkpoint (truncated or corrupt): {first}"
+
+
+def key_problems(state: Mapping[str, Tensor], shapes: Mapping[str, tuple[int, ...]],
+                 required: Sequence[str] | None = None) -> list[str]:
+    """Why `state` does not load into a network whose state dict has `shapes` (empty when it
+    does): keys missing (of `required`, default all of them), keys the network lacks, shapes
+    that differ; each problem names its first few keys."""
+    missing = [k for k in (shapes if required is None else required) if k not in state]
+    unexpected = [k for k in state if k not in shapes]
+    mismatched = [k for k in state if k in shapes and tuple(state[k].shape) != tuple(shapes[k])]
+    found = []
+    if missing:
+        found.append(f"{len(missing)} missing key(s) ({_first(missing)})")
+    if unexpected:
+        found.append(f"{len(unexpected)} unexpected key(s) ({_first(unexpected)})")
+    if mismatched:
+        k = mismatched[0]
+        found.append(f"{len(mismatched)} shape mismatch(es) (first {k}: file {list(state[k].shape)}, "
+                     f"network {list(shapes[k])})")
+    return found
+
+
+def _first(keys: list[str], n: int = 3) -> str:
+    shown = ", ".join(keys[:n])
+    return shown + (", ..." if len(keys) > n else "")
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ffaa.errors import CheckpointError
 from ffaa.models import FFAA
-from ffaa.tensorfile import read_metadata, read_tensor_file, unshared, write_safetensors
+from ffaa.tensorfile import key_problems, read_metadata, read_tensor_file, unshared, write_safetensors
 
 from .net import (
     NUM_CLASSES,
@@ -67,20 +67,8 @@ def problems(net: MidsNet, state: Mapping[str, Tensor]) -> list[str]:
     The state must hold every name FFAA trains (`checkpoint_keys`), no name the network lacks,
     and each tensor in the network's shape. Extra encoder tensors are allowed (a full file).
     """
-    model = net.state_dict()
-    required = checkpoint_keys(net)
-    missing = [k for k in required if k not in state]
-    unexpected = [k for k in state if k not in model]
-    mismatched = [k for k in state if k in model and tuple(state[k].shape) != tuple(model[k].shape)]
-    found = []
-    if missing:
-        found.append(f"{len(missing)} missing key(s), first {missing[0]!r}")
-    if unexpected:
-        found.append(f"{len(unexpected)} unexpected key(s), first {unexpected[0]!r}")
-    if mismatched:
-        k = mismatched[0]
-        found.append(f"{len(mismatched)} shape mismatch(es), first {k!r}: checkpoint "
-                     f"{list(state[k].shape)} vs model {list(model[k].shape)}")
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    found = key_problems(state, shapes, required=checkpoint_keys(net))
     dim = state_dim(state)
     if dim is not None and dim != net.dim:
         found.append(f"the checkpoint is for MIDS dim {dim} but this network has dim {net.dim} "

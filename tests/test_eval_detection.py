@@ -13,7 +13,8 @@ import pytest
 
 from ffaa.cli import main
 from ffaa.errors import InputError
-from ffaa.eval.detection_eval import EvaluationOptions, evaluate_detection, to_markdown
+from ffaa.eval.detection_eval import EvaluationOptions, evaluate_detection
+from ffaa.eval.detection_report import to_markdown
 from ffaa.eval.label_sources import load_labels
 from ffaa.eval.labels import parse_label
 from ffaa.eval.matching import PathIndex

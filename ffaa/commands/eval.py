@@ -178,7 +178,8 @@ def _print_written(paths) -> None:
 
 
 def run_detection(args: argparse.Namespace) -> int:
-    from ..eval.detection_eval import evaluate_detection, to_markdown, write_outputs
+    from ..eval.detection_eval import evaluate_detection
+    from ..eval.detection_report import to_markdown, write_outputs
     from ..eval.label_sources import load_labels
     from ..eval.predictions import load_predictions
     from ..eval.results import input_file
@@ -211,7 +212,7 @@ def _no_match_message(predictions, labels) -> str:
 
 
 def _headline(r) -> str:
-    from ..eval.detection_eval import num, pct
+    from ..eval.detection_report import num, pct
 
     h, s = r.hard, r.score
     return (f"{r.coverage.images_matched} images: ACC {pct(h.accuracy)}, balanced ACC {pct(h.balanced_accuracy)}, "

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from ..tensorfile import read_metadata, read_tensor_file, unshared, write_safetensors
+from ..tensorfile import key_problems, read_metadata, read_tensor_file, unshared, write_safetensors
 from .registry import SPECS, DetectorSpec, LoaderKind, get_spec
 
 log = logging.getLogger(__name__)
@@ -68,28 +68,6 @@ def expected_shapes(name: str, variant: str = "full") -> dict[str, tuple[int, ..
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 
 
-def problems(state: Mapping[str, Tensor], expected: Mapping[str, tuple[int, ...]]) -> list[str]:
-    """Why `state` does not load strictly into a network with `expected` keys and shapes."""
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [k for k in state if k in expected and tuple(state[k].shape) != expected[k]]
-    found = []
-    if missing:
-        found.append(f"{len(missing)} missing key(s) ({_first(missing)})")
-    if unexpected:
-        found.append(f"{len(unexpected)} unexpected key(s) ({_first(unexpected)})")
-    if mismatched:
-        k = mismatched[0]
-        found.append(f"{len(mismatched)} shape mismatch(es) (first {k}: file {list(state[k].shape)}, "
-                     f"network {list(expected[k])})")
-    return found
-
-
-def _first(keys: list[str], n: int = 3) -> str:
-    shown = ", ".join(keys[:n])
-    return shown + (", ..." if len(keys) > n else "")
-
-
 def looks_like(state: Mapping[str, Tensor], name: str) -> str | None:
     """A hint when `state` is not a `name` checkpoint but resembles something known."""
     head = state.get("head.weight")
@@ -123,7 +101,7 @@ def prepare_state(state: Mapping[str, Tensor], name: str, loader: LoaderKind | N
         dropped = [k for k in HARMLESS if k in renamed and k not in expected]
         for k in dropped:
             del renamed[k]
-        found = problems(renamed, expected)
+        found = key_problems(renamed, expected)
         if not found:
             if dropped:
                 log.debug("%s: ignored %s", source, ", ".join(dropped))
