@@ -261,3 +261,25 @@ def test_analyze_json_carries_the_panel(capsys):
     ensemble = report["detectors"]["ensemble"]
     assert ensemble["ffaa_voted"] and ensemble["members"] == 2 and ensemble["votes_cast"] == 2
     assert report["provenance"]["detectors"] == {"meso4": "demo"}
+
+
+def test_detect_resume_after_a_kill_mid_line(tmp_path, capsys):
+    from PIL import Image
+
+    images = []
+    for i in range(3):
+        path = tmp_path / "in" / f"img{i}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+        images.append(path)
+    out = tmp_path / "run"
+    args = ["detect", str(tmp_path / "in"), "--detectors", "meso4=demo", "--whole-image", "--out", str(out)]
+    assert main(args) == 0
+    log = out / "detect.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text(lines[0] + lines[1][: len(lines[1]) // 2])  # killed while writing the second file
+    capsys.readouterr()
+    assert main(args + ["--resume"]) == 0
+    assert "dropped the last line" in capsys.readouterr().err
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted(r["id"] for r in records) == ["img0.png", "img1.png", "img2.png"]

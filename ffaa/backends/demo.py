@@ -32,14 +32,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from PIL import Image, ImageDraw
+
 from ..lazy import require
 from .hub import build_atomically, ffaa_cache_root
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from ..prompts import PromptSet
     from .hf_llava import HFLlavaBackend
+
+# Imported only to build or load the demo model (`AssistantSpec.load_backend`, after the backend):
+# torch and transformers at the top, with the "install ffaa[torch]" message if missing.
+torch = require("torch", "torch", "the demo model")
+transformers = require("transformers", "torch", "the demo model")
 
 # Bump when the training recipe changes; cached builds of another format are rebuilt.
 DEMO_FORMAT = 1
@@ -116,9 +122,6 @@ def synthetic_answer(rng: random.Random, verdict: str) -> str:
 def synthetic_image(rng: random.Random) -> Image.Image:
     """Noise, a gradient or a face-like blob of a random size and shape: no content, only
     enough variety that the model learns to write the same format for any image."""
-    np = require("numpy", "torch", "the demo model")
-    from PIL import Image, ImageDraw
-
     gen = np.random.default_rng(rng.getrandbits(32))
     width, height = rng.randint(96, 400), rng.randint(96, 400)
     kind = rng.choice(("noise", "smooth", "gradient", "blob"))
@@ -220,7 +223,6 @@ def _encode(processor: Any, rows: Sequence[Example], answers: Sequence[str]) -> 
     its answer and EOS (right padded). `labels` is -100 everywhere but on answer tokens;
     `weights` is 1 on answer tokens and DECISION_WEIGHT where a hypothesis row commits to its
     verdict (a free question's verdict is a coin flip: weighting it would only add noise)."""
-    torch = require("torch", "torch", "the demo model")
     images = [r.image for r in rows if r.image is not None] or None
     inputs = processor(images=images, text=[r.prompt for r in rows], return_tensors="pt", padding=True)
     tok = processor.tokenizer
@@ -257,7 +259,6 @@ def answer_loss(model: Any, batches: Sequence[dict[str, Any]], negatives: Any = 
     softmax would be ~85% of a step's cost, and the words the answers never use need only be
     pushed down now and then, not at every position of every step.
     """
-    torch = require("torch", "torch", "the demo model")
     hidden, targets, weights = [], [], []
     for batch in batches:
         states = model.model(
@@ -331,7 +332,6 @@ class _Trainer:
     """AdamW on every weight but the frozen vision tower, fed by `training_batches`."""
 
     def __init__(self, model: Any, processor: Any, seed: int, steps: int):
-        torch = require("torch", "torch", "the demo model")
         from ..prompts import load_prompt_set
 
         self.model, self.processor, self.prompts = model, processor, load_prompt_set()
@@ -345,7 +345,6 @@ class _Trainer:
 
     def step(self, step: int) -> None:
         """One optimiser step; text-only rows until TEXT_ONLY_STEPS, then mixed rows."""
-        torch = require("torch", "torch", "the demo model")
         self.model.train()
         batches = training_batches(self.processor, self.rng, self.prompts, text_only=step <= TEXT_ONLY_STEPS)
         negatives = torch.randint(0, len(self.processor.tokenizer), (NEGATIVES,), generator=self.draw)
@@ -380,7 +379,6 @@ def train_to_format(
     torch's global RNG is left as it was, so a seed gives the same weights on the same machine
     and thread count.
     """
-    torch = require("torch", "torch", "the demo model")
     trainer = _Trainer(model, processor, seed, steps)
     backend, probes = probe_backend(model, processor), probe_examples(seed)
     passes, step = 0, 0
@@ -408,7 +406,6 @@ def train_to_format(
 def held_out_loss(model: Any, processor: Any, seed: int) -> float:
     """Full-vocabulary loss on one step's worth of rows the model never trained on: unlike the
     training loss, it compares across recipes."""
-    torch = require("torch", "torch", "the demo model")
     from ..prompts import load_prompt_set
 
     rng = random.Random(seed + _HELD_OUT + 1)
@@ -428,7 +425,6 @@ def build_demo_llava(
     The folder loads through the Auto classes like any LLaVA checkpoint; `ffaa_demo.json`
     records the seed, the step budget, how training ended and that only the format was learnt.
     """
-    transformers = require("transformers", "torch", "the demo model")
     from . import tiny
 
     dst = Path(dst)

@@ -42,12 +42,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from PIL import Image
+
 from ..errors import FfaaError, one_line
 from ..lazy import require
 from ..options import COMPILE_CHOICES  # the --compile choices live with the CLI's option lists
 from ..types import DecodingSettings
 from .base import Generation, GenerationRequest, round_up
 from .generation import answer_end_stop
+
+# Imported only by the backend (`hf_llava.py`), once it loads a model: torch and transformers at
+# the top, with the "install ffaa[torch]" message if missing.
+torch = require("torch", "torch", "compiled decoding")
+transformers = require("transformers", "torch", "compiled decoding")
 
 LOOP_CHOICES = ("own", "generate")
 
@@ -111,7 +118,6 @@ def compile_usable(device: str) -> bool:
     """torch.compile works on this Python/platform (and Triton is present for CUDA)."""
     import importlib.util
 
-    torch = require("torch", "torch", "compiled decoding")
     try:
         if not torch._dynamo.is_dynamo_supported():
             return False
@@ -132,7 +138,6 @@ class _RowStop:
         self._base = None
 
     def __call__(self, input_ids, scores, **kwargs):
-        torch = require("torch", "torch", "compiled decoding")
         if self._base is None:
             self._base = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
             self._base[self.real_rows :] = True
@@ -172,7 +177,6 @@ class FastDecoder:
 
     def _pad_inputs(self, inputs: Any, real: int) -> dict[str, Any]:
         """Left-pad the sequence to the bucket and fill the batch up to `rows` rows."""
-        torch = require("torch", "torch", "compiled decoding")
         ids = inputs["input_ids"]
         rows, length = ids.shape
         target = bucket_up(length, self.settings.prompt_bucket)
@@ -195,7 +199,6 @@ class FastDecoder:
 
     def _ensure_cache(self, prompt_len: int, max_new_tokens: int) -> Any:
         """The shared StaticCache, (re)allocated only when this prompt and answer do not fit."""
-        transformers = require("transformers", "torch", "compiled decoding")
         reserve = max(max_new_tokens, self.settings.max_new_tokens)
         needed = prompt_len + reserve
         if self._cache is not None and needed <= self.cache_len:
@@ -233,7 +236,6 @@ class FastDecoder:
         if not self.compiled:
             return {"disable_compile": True}
         if self._compile_config is None:  # one object: transformers recompiles when it changes
-            transformers = require("transformers", "torch", "compiled decoding")
             config = transformers.CompileConfig(fullgraph=False, dynamic=False, mode=self._compile_mode())
             config._compile_all_devices = True  # allow the CPU too when asked for explicitly
             self._compile_config = config
@@ -276,7 +278,6 @@ class FastDecoder:
 
     def _generate_group(self, backend: Any, group: list[GenerationRequest],
                         settings: DecodingSettings) -> list[Generation]:
-        torch = require("torch", "torch", "compiled decoding")
         loop = self._greedy_loop(backend, settings)
         with torch.inference_mode():
             torch.manual_seed(settings.seed)
@@ -394,7 +395,6 @@ def _debug_traceback(exc: BaseException) -> None:
 
 def _forget_compiled(model: Any) -> None:
     """Reset dynamo (compiled frames, CUDA-graph trees of this thread) and the model's compiled call."""
-    torch = require("torch", "torch", "compiled decoding")
     torch._dynamo.reset()
     for attr in ("_compiled_call", "_last_compile_config"):
         if hasattr(model, attr):
@@ -403,8 +403,6 @@ def _forget_compiled(model: Any) -> None:
 
 def warmup_requests(backend: Any, rows: int) -> list[GenerationRequest]:
     """`rows` requests with the longest of the prompt set's prompts and a grey face-sized image."""
-    from PIL import Image
-
     from ..prompts import load_prompt_set
     from ..types import Verdict
 

@@ -25,6 +25,11 @@ from .base import BackendInfo, Generation, GenerationRequest
 from .generation import answer_end_pattern, answer_end_stop, cut_after_answer, ended
 from .quant import QUANT_CHOICES  # formats and their defaults are described in quant.py
 
+# Imported only once a command has decided to load a model (`AssistantSpec.load_backend`), so
+# the heavy libraries load here, once, with the "install ffaa[torch]" message if missing.
+torch = require("torch", "torch", "running the model")
+transformers = require("transformers", "torch", "running the model")
+
 # Module paths kept in full precision under bitsandbytes (transformers 5 uses full paths).
 KEEP_UNQUANTIZED = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
 
@@ -45,7 +50,6 @@ class LoadOptions:
 
 
 def resolve_device(device: str) -> str:
-    torch = require("torch", "torch", "running the model")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -64,7 +68,6 @@ def resolve_quant(quant: str, device: str) -> str:
 
 
 def resolve_dtype(dtype: str, device: str, quant: str):
-    torch = require("torch", "torch", "running the model")
     names = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
     if dtype in names:
         return names[dtype]
@@ -81,7 +84,6 @@ def quantization_config(quant: str, compute_dtype):
     if quant not in ("4bit", "8bit"):
         return None
     require("bitsandbytes", "gpu", f"{quant} quantisation")
-    transformers = require("transformers", "torch", "running the model")
     if quant == "4bit":
         return transformers.BitsAndBytesConfig(
             load_in_4bit=True,
@@ -143,7 +145,6 @@ class HFLlavaBackend:
 
     @classmethod
     def load(cls, source: str, options: LoadOptions = LoadOptions(), demo: bool = False):
-        transformers = require("transformers", "torch", "running the model")
         # Options first: a typo in a flag must not cost a 15 GB download.
         device = resolve_device(options.device)
         quant = resolve_quant(options.quant, device)
@@ -247,7 +248,6 @@ class HFLlavaBackend:
         if self.fast is not None:
             with self._lock:
                 return self.fast.generate(self, requests, settings)
-        torch = require("torch", "torch", "running the model")
         with self._lock, torch.inference_mode():
             torch.manual_seed(settings.seed)
             inputs = self._inputs(requests)
@@ -287,7 +287,6 @@ class HFLlavaBackend:
         """
         if not requests:
             return []
-        torch = require("torch", "torch", "running the model")
         words: dict[str, set[int]] = {"real": set(), "fake": set()}
         for word, ids in words.items():
             for form in (word, word.capitalize(), word.upper(), f" {word}", f" {word.capitalize()}"):
@@ -305,8 +304,6 @@ class HFLlavaBackend:
 
     def stream(self, request: GenerationRequest, settings: DecodingSettings) -> Iterator[str]:
         """Yield text pieces of one answer as they are generated (for the chat UI)."""
-        transformers = require("transformers", "torch", "running the model")
-        torch = require("torch", "torch", "running the model")
         streamer = transformers.TextIteratorStreamer(
             self.tokenizer, skip_prompt=True, skip_special_tokens=True
         )
@@ -347,7 +344,6 @@ class _Cancelled:
         self.event = event
 
     def __call__(self, input_ids, scores, **kwargs):
-        torch = require("torch", "torch", "running the model")
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 

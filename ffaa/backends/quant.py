@@ -29,7 +29,9 @@ Default (`--quant auto`), by device:
 | CUDA under 24 GiB, compute 8.0+, torchao installed | `int4-ao` (compiled) | about 5 GB, fast |
 | other CUDA GPUs | `4bit` (bitsandbytes nf4) | about 5 GB, plain decoding speed |
 
-This module imports nothing heavy at import time.
+torch is imported at the top: this module is imported only once a model is to be loaded (the
+CLI takes its `--quant` choices from `ffaa.options`). bitsandbytes and torchao, of the optional
+`gpu` extra, are imported where a format needs them.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ FORMATS: dict[str, QuantFormat] = {
 }
 from ..options import QUANT_CHOICES  # noqa: E402 (the --quant choices: "auto" + FORMATS, checked by a test)
 
+torch = require("torch", "torch", "running the model")
+
 BNB_FORMATS = tuple(n for n, f in FORMATS.items() if f.library == "bitsandbytes")
 TORCHAO_FORMATS = tuple(n for n, f in FORMATS.items() if f.library == "torchao")
 
@@ -86,7 +90,6 @@ def default_quant(device: str) -> str:
     """The `auto` choice for `device` (see the module docstring for the table)."""
     if not device.startswith("cuda"):
         return "none"
-    torch = require("torch", "torch", "running the model")
     index = torch.device(device).index or 0
     props = torch.cuda.get_device_properties(index)
     if props.total_memory / 2**30 >= BF16_MIN_GIB:
@@ -110,7 +113,6 @@ def check_available(quant: str, device: str) -> None:
     elif fmt.library == "torchao":
         require("torchao", "gpu", f"--quant {quant}")
         if quant.startswith("int4") and device.startswith("cuda"):
-            torch = require("torch", "torch", "running the model")
             major, minor = torch.cuda.get_device_capability(torch.device(device))
             if major < 8:
                 raise FfaaError(
@@ -127,7 +129,6 @@ def loads_on_cpu_first(quant: str) -> bool:
 
 def should_quantize(module: Any, fqn: str) -> bool:
     """torchao filter: every Linear outside the vision tower, the projector and lm_head."""
-    torch = require("torch", "torch", "running the model")
     if not isinstance(module, torch.nn.Linear):
         return False
     return not any(fqn == keep or fqn.startswith(keep + ".") for keep in KEEP_UNQUANTIZED)
@@ -173,7 +174,6 @@ def apply_torchao(model: Any, quant: str, device: str) -> Any:
     Layers are moved to the device one at a time before being quantised, so the device's peak
     is the quantised model plus one full-precision layer.
     """
-    torch = require("torch", "torch", "running the model")
     if quant.startswith("int4") and device.startswith("cuda") and model.dtype != torch.bfloat16:
         raise FfaaError(f"--quant {quant} on CUDA needs --dtype bf16 (or auto), not {model.dtype}")
     check_available(quant, device)
@@ -237,7 +237,6 @@ class Agreement:
 
 def compare(fp: Fingerprint, ref: Fingerprint) -> Agreement:
     """Agreement of `fp` with `ref` (same inputs, same answer length)."""
-    torch = require("torch", "torch", "running the model")
     equal = total = prefix = 0
     for mine, theirs in zip(fp.tokens, ref.tokens):
         n = min(len(mine), len(theirs))
@@ -298,7 +297,6 @@ def verdict_logits(backend: Any, requests: list) -> tuple[Any, tuple[int, int]]:
     the words " Real" and " Fake" at that position."""
     from .base import GenerationRequest
 
-    torch = require("torch", "torch", "running the model")
     prefix = verdict_prefix()
     forced = [GenerationRequest(r.image, r.prompt + " " + prefix) for r in requests]
     with torch.inference_mode():

@@ -27,6 +27,9 @@ from typing import Any
 
 from ..lazy import require
 
+# Imported only by compiled decoding (`fast.py`), once a model is loaded.
+torch = require("torch", "torch", "compiled decoding")
+
 # GenerationConfig fields that would add a logits processor to greedy `generate`, with the values
 # that add none. A checkpoint that sets one of them is decoded by `generate`, never approximated.
 _NEUTRAL_GENERATION = {
@@ -63,8 +66,6 @@ class GreedyLoop:
     """Greedy decoding of a left-padded batch into a `StaticCache`, compiled or eager."""
 
     def __init__(self, model: Any, tokenizer: Any, suppressed: Sequence[int], compile_mode: str | None):
-        torch = require("torch", "torch", "compiled decoding")
-        self._torch = torch  # the compiled step must not import (dynamo would split the graph there)
         self.model = model
         self.decoder = model.get_decoder()
         self.head = model.get_output_embeddings()
@@ -87,7 +88,6 @@ class GreedyLoop:
         `check_every` tokens, as `generate`'s stopping criteria would be; rows it flags then write
         padding, like rows that wrote end-of-sequence.
         """
-        torch = require("torch", "torch", "compiled decoding")
         device = inputs["input_ids"].device
         rows = inputs["input_ids"].shape[0]
         mask = _full_mask(inputs["attention_mask"], cache_len)
@@ -110,7 +110,6 @@ class GreedyLoop:
 
     def _prefill(self, inputs: dict[str, Any], mask: Any, cache: Any, real_rows: int, min_new: Any) -> _State:
         """Run image and prompt through the full model; the state holds the first new token."""
-        torch = require("torch", "torch", "compiled decoding")
         prompt_mask = inputs["attention_mask"]
         # As `generate` derives them: left padding shifts each row's positions.
         position = (prompt_mask.long().cumsum(-1) - 1).masked_fill(prompt_mask == 0, 0)
@@ -136,7 +135,6 @@ class GreedyLoop:
     def _pick(self, logits, count, finished, min_new):
         """`generate`'s greedy choice: suppressed ids and early end-of-sequence ruled out, argmax,
         padding for finished rows; a row that writes end-of-sequence is finished."""
-        torch = self._torch
         logits = logits + self.bias
         logits[:, self.eos] = torch.where(count >= min_new, logits[:, self.eos], float("-inf"))
         token = torch.where(finished, self.pad, logits.argmax(-1))
@@ -153,7 +151,6 @@ def _full_mask(prompt_mask: Any, cache_len: int) -> Any:
     """The prompt's padding mask widened to the whole cache. Positions past the prompt are
     marked visible: the causal rule already hides those not yet written, so one mask serves
     every step."""
-    torch = require("torch", "torch", "compiled decoding")
     rows, length = prompt_mask.shape
     mask = torch.ones((rows, cache_len), dtype=prompt_mask.dtype, device=prompt_mask.device)
     mask[:, :length] = prompt_mask

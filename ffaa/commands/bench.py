@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         return run_batch_bench(args)
     from PIL import Image
 
-    from ..backends.quant import QUANT_CHOICES
+    from ..options import QUANT_CHOICES
     from ..bench import FLOWS, format_table, run_formats
 
     flows = parse_list(args.flows, FLOWS, "flow")

@@ -127,16 +127,27 @@ def _prepare_out(folder: Path, resume: bool) -> Path:
 
 
 def _done(out: Path) -> dict[str, dict]:
-    """Records of a previous run, by item key (error records are redone)."""
+    """Records of a previous run, by item key (error records are redone). A line cut short by
+    a killed run is dropped from the file first, so that the next append starts a line."""
     from ..report import iter_report_records
 
     path = out / OUTPUT
     if not path.is_file():
         return {}
+    _drop_torn_tail(path)
     try:
         return {r["key"]: r for r in iter_report_records(path) if r.get("key") and not r.get("error")}
     except ValueError as exc:
         raise FfaaError(f"{path}: {exc}") from None
+
+
+def _drop_torn_tail(path: Path) -> None:
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+        print(f"note: {path}: dropped the last line, cut short by an interrupted run; that file is analysed again",
+              file=sys.stderr)
 
 
 def _append(path: Path, record: dict) -> None:
