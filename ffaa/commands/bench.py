@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
         return run_batch_bench(args)
     from PIL import Image
 
-    from ..options import QUANT_CHOICES
     from ..bench import FLOWS, format_table, run_formats
+    from ..options import QUANT_CHOICES
 
     flows = parse_list(args.flows, FLOWS, "flow")
     formats = parse_list(args.formats or args.quant, QUANT_CHOICES, "format")
