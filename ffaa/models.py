@@ -98,6 +98,18 @@ CLIP_VIT_L_336 = ClipVision(
 )
 T5_BASE = HubModel("t5-base", "0.9 GB")
 
+# The text model FFAA fine-tuned: Mistral-7B-v0.1 (sliding window off, as in FFAA's config), and
+# t5-base's encoder as MIDS uses it: the keyword arguments of transformers' configs, for models
+# of the real shape built without a download (benchmarks).
+MISTRAL_7B_SHAPE: Mapping[str, Any] = MappingProxyType(dict(
+    hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+    head_dim=128, max_position_embeddings=32768, rope_theta=1e6, sliding_window=None, rms_norm_eps=1e-5))
+T5_BASE_SHAPE: Mapping[str, Any] = MappingProxyType(dict(
+    vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
+    relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.0,
+    layer_norm_epsilon=1e-6, feed_forward_proj="relu", is_encoder_decoder=False, use_cache=False,
+    pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
+
 FFAA = Release(
     model=HubModel("thu-huangzc/ffaa-mistral-7b", "15 GB"),
     dtype="fp16",

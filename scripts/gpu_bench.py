@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import gc
 import importlib
 import importlib.metadata
 import json
@@ -47,16 +46,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
-# FFAA's shapes. CLIP ViT-L/14-336 and Mistral-7B-v0.1 (sliding window off, as in FFAA's config).
-CLIP_L_336 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                  image_size=336, patch_size=14, projection_dim=768, hidden_act="quick_gelu", layer_norm_eps=1e-5)
-MISTRAL_7B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                  num_key_value_heads=8, head_dim=128, max_position_embeddings=32768, rope_theta=1e6,
-                  sliding_window=None, rms_norm_eps=1e-5)
-T5_BASE = dict(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
-               relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.0,
-               layer_norm_epsilon=1e-6, feed_forward_proj="relu", is_encoder_decoder=False, use_cache=False,
-               pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
 # Rough seconds per step on an H100, used only to skip optional steps that would not fit.
 OPTIONAL_STEP_S = 170
 MIN_STEP_S = 30  # the shortest time limit a started step gets
@@ -132,84 +121,6 @@ class Recorder:
         self.md.write_text(text + "\n", encoding="utf-8")
 
 
-# -- the model ------------------------------------------------------------------------------------
-
-
-def tokenizer_from_file(path: Path) -> Any:
-    """The Mistral-7B SentencePiece tokenizer with LLaVA's `<image>` and `<pad>` added, read the
-    way FFAA's checkpoint tokenizer is (legacy, BOS, left padding)."""
-    import transformers
-
-    from ffaa.backends.convert import add_llava_tokens
-
-    if not path.is_file():
-        raise SystemExit(f"tokenizer file not found: {path}")
-    with tempfile.TemporaryDirectory(prefix="ffaa-tok-") as folder:
-        shutil.copyfile(path, Path(folder) / "tokenizer.model")
-        tokenizer = transformers.LlamaTokenizer.from_pretrained(
-            folder, legacy=True, add_bos_token=True, add_eos_token=False, model_max_length=4096,
-            padding_side="left")
-    add_llava_tokens(tokenizer)
-    return tokenizer
-
-
-def llava_config(tokenizer: Any, tiny: bool) -> Any:
-    """FFAA's LlavaConfig (or the tiny test model's config for a dry run)."""
-    import transformers
-
-    from ffaa.backends.convert import padded_vocab_size
-
-    image_id, pad_id = tokenizer.convert_tokens_to_ids(["<image>", "<pad>"])
-    if tiny:
-        from ffaa.backends.tiny import tiny_configs
-
-        return tiny_configs(len(tokenizer), image_id, pad_id, "llava")
-    vision = transformers.CLIPVisionConfig(**CLIP_L_336)
-    text = transformers.MistralConfig(vocab_size=padded_vocab_size(len(tokenizer)), bos_token_id=1, eos_token_id=2,
-                                      pad_token_id=pad_id, tie_word_embeddings=False, **MISTRAL_7B)
-    return transformers.LlavaConfig(
-        vision_config=vision, text_config=text, image_token_index=image_id, image_seq_length=576,
-        projector_hidden_act="gelu", vision_feature_select_strategy="default", vision_feature_layer=-2,
-        tie_word_embeddings=False)
-
-
-def build_model(dst: Path, tokenizer_path: Path, tiny: bool, device: str) -> Path:
-    """Random-weight model (bf16 on the GPU, fp32 for a dry run) plus processor, saved in `dst`."""
-    import torch
-    import transformers
-
-    from ffaa.backends.convert import (
-        build_image_processor,
-        build_processor,
-        save_processor,
-    )
-    from ffaa.prompts import load_prompt_set
-
-    tokenizer = tokenizer_from_file(tokenizer_path)
-    config = llava_config(tokenizer, tiny)
-    dtype = torch.float32 if tiny else torch.bfloat16
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        torch.manual_seed(0)
-        with torch.device(device):
-            model = transformers.LlavaForConditionalGeneration(config).eval()
-    finally:
-        torch.set_default_dtype(previous)
-    gen = model.generation_config
-    gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = 1, 2, config.text_config.pad_token_id
-    dst.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(dst))
-    del model
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    processor = build_processor(tokenizer, build_image_processor(336, None, pad_to_square=True), 14, "default")
-    ps = load_prompt_set()
-    save_processor(processor, dst, legacy=True, probe=ps.chat([(ps.questions[0], None)]))
-    return dst
-
-
 # -- steps ------------------------------------------------------------------------------------------
 
 
@@ -277,6 +188,7 @@ def run_exact(args: argparse.Namespace) -> None:
     """Correctness of compiled decoding on this device: a tiny fp32 model of the same classes,
     ffaa's compiled loop against plain `generate`, must write the very same greedy tokens."""
     from ffaa.backends.hf_llava import HFLlavaBackend, LoadOptions
+    from ffaa.backends.shapes import build_model
     from ffaa.bench import bench_settings, candidate_requests, release
 
     folder = build_model(args.work / "tiny", args.tokenizer, True, args.device)
@@ -381,8 +293,10 @@ def run_mids(args: argparse.Namespace) -> float:
     from ffaa.mids.net import TINY_CLIP, TINY_T5, MidsConfig, build_random
 
     tiny = args.dry_run
-    config = MidsConfig(clip=dict(TINY_CLIP if tiny else CLIP_L_336), t5=dict(TINY_T5 if tiny else T5_BASE),
-                        dim=(TINY_T5 if tiny else T5_BASE)["d_model"])
+    from ffaa.models import CLIP_VIT_L_336, T5_BASE_SHAPE
+
+    clip, t5 = (TINY_CLIP, TINY_T5) if tiny else (CLIP_VIT_L_336.config(), T5_BASE_SHAPE)
+    config = MidsConfig(clip=dict(clip), t5=dict(t5), dim=t5["d_model"])
     net = build_random(config, seed=0).to(args.device)
     size = net.image_encoder.config.image_size
     rows, length = 3, 32 if tiny else args.mids_tokens
@@ -510,6 +424,8 @@ def run_step(name: str, args: argparse.Namespace) -> None:
 
     def build() -> None:
         start = time.perf_counter()
+        from ffaa.backends.shapes import build_model
+
         build_model(folder, args.tokenizer, args.dry_run, args.device)
         args.rec.write("built", seconds=round(time.perf_counter() - start, 1), folder=str(folder))
 

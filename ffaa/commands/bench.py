@@ -125,12 +125,14 @@ def _run_in_child(args: argparse.Namespace, quant: str) -> list:
         return [BenchResult.from_dict(r) for r in json.loads(out.read_text())["results"]]
 
 
-_NOT_FORWARDED = {"formats", "in_process", "json_out", "markdown", "with_decider", "batch", "quant"}
+_NOT_FORWARDED = {"formats", "in_process", "json_out", "markdown", "with_decider", "batch", "quant",
+                  "verbose", "quiet"}
 
 
 def _forwarded_options(args: argparse.Namespace) -> list[str]:
-    """The command line options of `args` that differ from their defaults, for a child process."""
-    argv: list[str] = []
+    """The command line options of `args` that differ from their defaults, for a child process
+    (and its verbosity: -v/-q are counted on the main parser, not on `bench`'s)."""
+    argv: list[str] = ["-q"] if args.quiet else ["-v"] * args.verbose
     for action in args.parser._actions:
         dest = action.dest
         if not action.option_strings or dest in _NOT_FORWARDED or dest == "help":
