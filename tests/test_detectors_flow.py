@@ -5,7 +5,6 @@ printing the talk's table with rule-weight models of the five detectors."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ pytest.importorskip("av")
 pytest.importorskip("dlib")
 
 import makers  # noqa: E402
+from conftest import SHARED_FIXTURES  # noqa: E402
 
 from ffaa.cli import main  # noqa: E402
 from ffaa.detectors.base import Detector  # noqa: E402
@@ -176,7 +176,7 @@ def rule_weights(tmp_path_factory):
 
 @pytest.mark.slow
 def test_detect_prints_the_talks_table(rule_weights, clips, tmp_path, capsys):
-    real = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "images" / "real_celeba3.jpg"
+    real = SHARED_FIXTURES / "images" / "real_celeba3.jpg"
     manifest = tmp_path / "labels.csv"
     manifest.write_text(f"path,label\n{clips['one']},fake\n{real},real\n")
     spec = ",".join(f"{k}={v}" for k, v in rule_weights.items())
@@ -252,7 +252,7 @@ def test_the_assistant_shares_its_faces_with_the_detectors(faces, tmp_path):
 
 @pytest.mark.slow
 def test_analyze_json_carries_the_panel(capsys):
-    real = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "images" / "real_celeba3.jpg"
+    real = SHARED_FIXTURES / "images" / "real_celeba3.jpg"
     if not real.is_file():
         pytest.skip("fixture image missing")
     assert main(["analyze", str(real), "--demo", "--detectors", "meso4=demo", "--ffaa-votes", "--json"]) == 0
