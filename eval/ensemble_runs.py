@@ -184,7 +184,11 @@ def _from_batch(records: list[dict], problems: list[str]) -> tuple[list[RunItem]
         b, item = slot["batch"], slot["item"]
         if item is None or item.get("status") == "error":
             continue
-        if slot["video"] is not None and slot["video"].get("detectors") is not None:
+        video = slot["video"]
+        if video is not None and video.get("detectors_error"):
+            problems.append(f"{b['path']}: the classic detectors failed ({video['detectors_error']}); left out")
+            continue
+        if video is not None and video.get("detectors") is not None:
             det = slot["video"]["detectors"]
             panel = det.get("panel")
             seconds: dict[str, float] = {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import InputError
@@ -113,7 +112,3 @@ def error_record(item_id: str, path: str, label: str | None, sha256: str | None,
 
 def is_detect_record(record: dict[str, Any]) -> bool:
     return record.get("schema") == SCHEMA
-
-
-def record_path(record: dict[str, Any]) -> str:
-    return str(Path(record["path"]))
