@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ffaa.detectors.vote import majority, vote
+from ffaa.detectors.vote import DEFAULT_THRESHOLD, majority, vote
 from ffaa.errors import InputError
 from ffaa.types import Verdict
 
@@ -92,6 +92,7 @@ class EnsembleResult:
     fake_votes: tuple[int, ...]
     ties: int
     problems: tuple[str, ...] = ()
+    threshold_source: str = "the table's"
 
 
 def score_voter(name: str, predictions: Sequence[Verdict | None], labels: Sequence[Verdict | None]) -> VoterResult:
@@ -111,9 +112,12 @@ def score_voter(name: str, predictions: Sequence[Verdict | None], labels: Sequen
 def evaluate_ensemble(table: EnsembleTable, threshold: float | None = None,
                       tie: Verdict = Verdict.REAL) -> EnsembleResult:
     """Per-detector and majority-vote predictions and their accuracy and recalls."""
-    t = threshold if threshold is not None else table.threshold
-    if t is None:
-        raise InputError(f"{table.source}: the table gives no threshold; pass --threshold")
+    if threshold is not None:
+        t, source = threshold, "given"
+    elif table.threshold is not None:
+        t, source = table.threshold, "the table's"
+    else:  # a CSV has no place for one: the talk's rule
+        t, source = DEFAULT_THRESHOLD, "the talk's rule, as the table gives none; --threshold changes it"
     labels = tuple(i.label for i in table.items)
     votes = [[vote(p, t) for p in item.probabilities] for item in table.items]
     detectors = tuple(
@@ -127,6 +131,7 @@ def evaluate_ensemble(table: EnsembleTable, threshold: float | None = None,
         source=table.source,
         threshold=t,
         threshold_rule="fake iff probability > threshold (strictly greater)",
+        threshold_source=source,
         tie=tie,
         items=tuple(i.id for i in table.items),
         labels=labels,
@@ -237,7 +242,8 @@ def _csv_table(p: Path) -> EnsembleTable:
 def to_markdown(r: EnsembleResult) -> str:
     names = [d.name for d in r.detectors]
     out = ["# Ensemble evaluation", "",
-           f"Rule: a detector says fake iff P > {r.threshold:g}; the ensemble takes the majority of the votes cast "
+           f"Rule: a detector says fake iff P > {r.threshold:g} (threshold: {r.threshold_source}); the ensemble takes "
+           "the majority of the votes cast "
            f"(ties: {r.tie.value}; {r.ties} tie(s) here).", ""]
     out += ["| item | actual | " + " | ".join(names) + " | fake votes | ensemble |",
             "|---" * (len(names) + 4) + "|"]

@@ -301,3 +301,15 @@ def test_cli_judge_refuses_two_judges(tmp_path, capsys):
     assert main(args) == 2
     assert capsys.readouterr().err.strip() == (
         "error: choose one judge: --judge MODULE:FACTORY or a model (--model/--demo), not both")
+
+
+def test_judge_factory_is_found_in_the_current_folder(tmp_path, monkeypatch):
+    import sys
+
+    from ffaa.commands.eval import load_judge_factory
+
+    (tmp_path / "local_judge_mod.py").write_text("def make():\n    return lambda prompt: 'completeness: 5'\n")
+    monkeypatch.chdir(tmp_path)
+    judge = load_judge_factory("local_judge_mod:make")
+    assert judge.judge("x") == "completeness: 5"
+    assert str(tmp_path) not in sys.path  # the folder is not left on the path

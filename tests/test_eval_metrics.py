@@ -213,7 +213,6 @@ def test_majority_vote_ties_and_abstentions():
 
 def test_csv_ensemble_table_and_cli(tmp_path, capsys):
     from ffaa.cli import main
-    from ffaa.errors import InputError
 
     table = tmp_path / "t.csv"
     table.write_text("id,label,det A,det B,det C\nv1,fake,0.9,0.8,\nv2,real,0.1,oops,0.2\nv3,maybe,0.9,0.9,0.9\n")
@@ -221,8 +220,9 @@ def test_csv_ensemble_table_and_cli(tmp_path, capsys):
     assert t.detectors == ("det A", "det B", "det C") and t.threshold is None
     assert [i.probabilities for i in t.items] == [(0.9, 0.8, None), (0.1, None, 0.2), (0.9, 0.9, 0.9)]
     assert len(t.problems) == 3 and t.items[2].label is None
-    with pytest.raises(InputError, match="no threshold"):
-        evaluate_ensemble(t)
+    talk = evaluate_ensemble(t)  # a CSV gives no threshold: the talk's 0.70
+    assert talk.threshold == 0.70 and "talk's rule" in talk.threshold_source
+    assert [p.value if p else None for p in talk.ensemble.predictions] == ["fake", "real", "fake"]
     r = evaluate_ensemble(t, threshold=0.5)
     assert str(r.ensemble.accuracy) == "2/2" and r.detectors[1].abstentions == 1
     out = tmp_path / "out"

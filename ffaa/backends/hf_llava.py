@@ -10,6 +10,7 @@ formats that compile; call `warmup()` at start-up so the compile does not land i
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -130,6 +131,24 @@ def _has_weights(folder: Path) -> bool:
     return has_weights and (folder / "config.json").is_file()
 
 
+SHOW_LOAD_PROGRESS_BYTES = 512 * 2**20  # below this, loading takes a blink: no progress bar
+
+
+@contextlib.contextmanager
+def _progress_bar_if_large(folder) -> Iterator[None]:
+    """transformers' "Loading weights" bar only where loading takes a while (the 7B model), not
+    for the demo's few megabytes, where it is noise on every command."""
+    size = sum(p.stat().st_size for p in Path(folder).glob("*.safetensors")) if Path(folder).is_dir() else 0
+    was_on = transformers.utils.logging.is_progress_bar_enabled()
+    if size < SHOW_LOAD_PROGRESS_BYTES:
+        transformers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            transformers.utils.logging.enable_progress_bar()
+
+
 class HFLlavaBackend:
     """A transformers LLaVA model plus its processor, answering batches of prompts."""
 
@@ -162,7 +181,8 @@ class HFLlavaBackend:
         if options.attn_implementation:
             kwargs["attn_implementation"] = options.attn_implementation
         try:
-            model = transformers.AutoModelForImageTextToText.from_pretrained(folder, **kwargs)
+            with _progress_bar_if_large(folder):
+                model = transformers.AutoModelForImageTextToText.from_pretrained(folder, **kwargs)
             # The PIL image processor reproduces LLaVA's pad-to-square preprocessing exactly; the
             # torchvision one (picked by default when torchvision is installed) does not.
             processor = transformers.AutoProcessor.from_pretrained(folder, backend="pil")

@@ -194,12 +194,9 @@ def run_detection(args: argparse.Namespace) -> int:
                                     inputs=(input_file("reports", args.reports), input_file("labels", args.labels)))
     if evaluation.result.coverage.images_matched == 0:
         raise FfaaError(_no_match_message(predictions, labels))
+    print(to_markdown(evaluation.result), end="")  # like ensemble, explanations and judge: always
     if args.out:
-        written = write_outputs(evaluation, args.out, plots=not args.no_plots)
-        print(_headline(evaluation.result))
-        _print_written(written)
-    else:
-        print(to_markdown(evaluation.result), end="")
+        _print_written(write_outputs(evaluation, args.out, plots=not args.no_plots))
     return 0
 
 
@@ -306,14 +303,17 @@ def run_explanations(args: argparse.Namespace) -> int:
 
 
 def load_judge_factory(spec: str):
-    """`module:factory` -> a Judge (objects with `judge`, or plain callables, are accepted)."""
+    """`module:factory` -> a Judge (objects with `judge`, or plain callables, are accepted).
+
+    MODULE is looked up on sys.path and in the current folder, as `python -m` would: a judge
+    written next to the data (`./my_judge.py`) is found without installing it."""
     from ..eval.judge import CallableJudge, Judge
 
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise FfaaError(f"--judge {spec!r}: expected MODULE:FACTORY, e.g. mypkg.judges:make_judge")
     try:
-        factory = getattr(importlib.import_module(module_name), attr)
+        factory = getattr(_import_from_here(module_name), attr)
     except ImportError as exc:
         raise FfaaError(f"--judge {spec!r}: cannot import {module_name!r} ({exc})") from None
     except AttributeError:
@@ -324,6 +324,19 @@ def load_judge_factory(spec: str):
     if callable(judge):
         return CallableJudge(judge, name=spec)
     raise FfaaError(f"--judge {spec!r}: the factory returned {type(judge).__name__}, not a judge or a function")
+
+
+def _import_from_here(module_name: str):
+    """Import `module_name` with the current folder on sys.path for the duration."""
+    here = str(Path.cwd())
+    added = here not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        if added:
+            sys.path.remove(here)
 
 
 def run_judge(args: argparse.Namespace) -> int:
