@@ -25,14 +25,17 @@ ReportsRunner = Callable[[Sequence[Path], Path], Path]
 REPORTS_FOLDER = "reports"
 
 
-def batch_runner(factory: Callable[[], Any], resume: bool = False, progress: bool = True) -> ReportsRunner:
-    """A runner on `ffaa.batch.runner.run_batch` (resumable; reports one record per face)."""
+def batch_runner(factory: Callable[[], Any], resume: bool = False, progress: bool = True,
+                 arguments: dict[str, Any] | None = None) -> ReportsRunner:
+    """A runner on `ffaa.batch.runner.run_batch` (resumable; reports one record per face).
+    `arguments`: the command's options, kept in the run record for a later --resume."""
 
     def run(images: Sequence[Path], out: Path) -> Path:
         from ffaa.batch.journal import LOG_NAME
         from ffaa.batch.runner import BatchConfig, run_batch
 
-        run_batch(BatchConfig(out=out, inputs=tuple(str(p) for p in images), resume=resume, progress=progress), factory)
+        run_batch(BatchConfig(out=out, inputs=tuple(str(p) for p in images), resume=resume, progress=progress,
+                              arguments=arguments), factory)
         return out / LOG_NAME
 
     return run

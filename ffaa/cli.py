@@ -141,9 +141,48 @@ def cli_logging(level: int = 0) -> Iterator[None]:
         logger.propagate = saved[1]
 
 
+def given_options(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> frozenset[str]:
+    """The dests the user chose on the command line: those typed, and the other members of a
+    mutually exclusive group one of them belongs to (typing --whole-image decides
+    --fallback-whole too). A resumed run takes the rest from its record (`ffaa.commands.recorded`).
+
+    Found by parsing again with every default suppressed, so only typed options land.
+    """
+    parsers = list(_parsers(parser))
+    saved = [(a, a.default) for p in parsers for a in p._actions]
+    saved_defaults = [(p, dict(p._defaults)) for p in parsers]
+    try:
+        for action, _ in saved:
+            action.default = argparse.SUPPRESS
+        for p, _ in saved_defaults:
+            p._defaults.clear()
+        typed = set(vars(parser.parse_known_args(argv)[0]))
+    finally:
+        for action, default in saved:
+            action.default = default
+        for p, defaults in saved_defaults:
+            p._defaults.update(defaults)
+    for p in parsers:
+        for group in p._mutually_exclusive_groups:
+            dests = {a.dest for a in group._group_actions}
+            if dests & typed:
+                typed |= dests
+    return frozenset(typed)
+
+
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _parsers(child)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_third_party_logs()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.given = given_options(parser, argv)
     try:
         with cli_logging(verbosity(args)):
             return int(args.func(args) or 0)

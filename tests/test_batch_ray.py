@@ -104,7 +104,7 @@ def test_a_model_the_workers_cannot_build_ends_the_run_with_its_message(tmp_path
     config = BatchConfig(out=tmp_path / "out", inputs=tuple(map(str, images)), progress=False, ray=RayOptions())
     with pytest.raises(RayWorkerError, match=r"^on a Ray worker: no weights in /models/x$"):
         run_batch(config, NoWeights())
-    assert by_record(read_jsonl(tmp_path / "out" / LOG_NAME), "item") == []
+    assert not (tmp_path / "out").exists()  # nothing written: the same command can be retried as typed
 
 
 def test_an_unreachable_cluster_is_one_error_and_leaves_the_folder_untouched(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ process writes the log, also when Ray does the analysis, so resume semantics are
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +25,8 @@ from .work import prefetch, process
 
 if TYPE_CHECKING:
     from ..pipeline import Assistant
+
+logger = logging.getLogger(__name__)
 
 AssistantFactory = Callable[[], "Assistant"]
 
@@ -65,6 +68,7 @@ class BatchConfig:
     ray: RayOptions | None = None
     failure_limit: int = 3
     retry_errors: bool = False  # with resume: items whose latest analysis is an error are redone
+    arguments: dict[str, Any] | None = None  # the command's options, recorded so a resume can reuse them
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,8 @@ def run_batch(config: BatchConfig, factory: AssistantFactory) -> BatchResult:
             print(f"warning: {note}", file=sys.stderr)
         found, skipped, log_path, writer = _analyse_all(config, factory, discovery)
     try:
-        write_summaries(config.out)
+        if log_path.exists():  # a new run that found nothing to analyse took its empty folder back
+            write_summaries(config.out)
     except OutputError as exc:
         raise OutputError(f"{exc}. Every item is in {log_path}: fix that, then rebuild the summaries "
                           f"with ffaa batch --summarize-only {config.out}") from exc
@@ -104,32 +109,96 @@ def run_batch(config: BatchConfig, factory: AssistantFactory) -> BatchResult:
 
 
 def _analyse_all(config: BatchConfig, factory: AssistantFactory, discovery) -> tuple[int, int, Path, Writer]:
-    """Open the log, analyse what it lacks; (found, skipped, log path, writer)."""
+    """Open the log, analyse what it lacks; (found, skipped, log path, writer).
+
+    The model is built before anything is written, and the run record goes to the log with the
+    first item: a run whose model fails, or that finds nothing to do, leaves the folder as it was.
+    """
+    models = _Models(factory)
+    if config.ray is None and _has_work(config, discovery, scan_log(config.out / LOG_NAME)):
+        models.get()  # a model that cannot load fails here, before the folder exists
+    new_folders = _missing_folders(config.out)
+    log_existed = (config.out / LOG_NAME).exists()
     log, scan = ReportLog.open(config.out, _resuming(config))
-    with log:
-        _report_recovery(scan, log.path)
-        settings = _run_settings(config, factory)
-        _warn_changed_settings(scan, settings)
-        log.append(Block((run_record(settings),)))
-        retry = frozenset(scan.failed()) if config.retry_errors else frozenset()
-        writer = Writer(log, scan.done() - retry, config.failure_limit, retry)
-        found = skipped = 0
-        try:
-            if discovery:
-                items = list(discovery.items)
-                work = [i for i in items if (i.key, config.engine.mode) not in writer.done]
-                found, skipped = len(items), len(items) - len(work)
-                _run(work, factory, config, config.engine, writer)
-            if config.explain_flagged:
-                _explain_flagged(factory, config, writer)
-        except KeyboardInterrupt:
-            _stop_interrupted(config, writer)
-        except OutputError as exc:
-            if exc.says_how_to_go_on:
-                raise
-            raise OutputError(f"{exc}. The {writer.written} item(s) written before are safe: fix that, then "
-                              "rerun the same command with --resume") from exc
+    writer = Writer(log, set(), config.failure_limit)
+    try:
+        with log:
+            _report_recovery(scan, log.path)
+            settings = _run_settings(config, factory)
+            _warn_changed_settings(scan, settings)
+            retry = frozenset(scan.failed()) if config.retry_errors else frozenset()
+            writer = Writer(log, scan.done() - retry, config.failure_limit, retry, run_record(settings))
+            found, skipped = _analyse_inputs(config, models, discovery, writer)
+    finally:
+        if writer.written == 0 and not log_existed:
+            _remove_unused(log.path, new_folders)
     return found, skipped, log.path, writer
+
+
+def _analyse_inputs(config: BatchConfig, models: _Models, discovery, writer: Writer) -> tuple[int, int]:
+    found = skipped = 0
+    try:
+        if discovery:
+            items = list(discovery.items)
+            work = [i for i in items if (i.key, config.engine.mode) not in writer.done]
+            found, skipped = len(items), len(items) - len(work)
+            _run(work, models, config, config.engine, writer)
+        if config.explain_flagged:
+            _explain_flagged(models, config, writer)
+    except KeyboardInterrupt:
+        _stop_interrupted(config, writer)
+    except OutputError as exc:
+        if exc.says_how_to_go_on:
+            raise
+        raise OutputError(f"{exc}. The {writer.written} item(s) written before are safe: fix that, then "
+                          "rerun the same command with --resume") from exc
+    return found, skipped
+
+
+class _Models:
+    """The run's assistant, built once on first use (triage and explanation share it)."""
+
+    def __init__(self, factory: AssistantFactory):
+        self.factory = factory
+        self._assistant: Assistant | None = None
+
+    def get(self) -> Assistant:
+        if self._assistant is None:
+            self._assistant = self.factory()
+        return self._assistant
+
+
+def _has_work(config: BatchConfig, discovery, scan: LogScan) -> bool:
+    """Whether this run will analyse anything, judged from the log as it is before the run."""
+    done = scan.done() - (scan.failed() if config.retry_errors else set())
+    if discovery and any((i.key, config.engine.mode) not in done for i in discovery.items):
+        return True
+    return config.explain_flagged and any(
+        r["batch"]["mode"] == "triage" and r.get("flagged") and (r["batch"]["key"], "full") not in done
+        for r in scan.items())
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
+
+
+def _remove_unused(log_path: Path, new_folders: list[Path]) -> None:
+    """Take back what a run that wrote no item created: its empty log and the folders made for it,
+    so that the same command can be retried as it was typed."""
+    try:
+        if log_path.exists() and log_path.stat().st_size == 0:
+            log_path.unlink()
+        for folder in new_folders:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+    except OSError as exc:
+        logger.debug("could not remove the unused %s: %s", log_path, exc)
 
 
 def _stop_interrupted(config: BatchConfig, writer: Writer) -> None:
@@ -139,7 +208,8 @@ def _stop_interrupted(config: BatchConfig, writer: Writer) -> None:
 
     summaries = "the summaries show them"
     try:
-        write_summaries(config.out)
+        if writer.written:  # else they are as the last run left them (or there is nothing to sum up)
+            write_summaries(config.out)
     except (FfaaError, KeyboardInterrupt):
         summaries = "the summaries were not updated"
     raise BatchInterrupted(
@@ -188,20 +258,21 @@ def _run_settings(config: BatchConfig, factory: AssistantFactory) -> dict[str, A
         "explain_flagged": config.explain_flagged,
         "ray": asdict(config.ray) if config.ray else None,
         "assistant": describe() if describe else {},
+        **({"arguments": config.arguments} if config.arguments is not None else {}),
     }
 
 
-def _run(items: Sequence[Item], factory: AssistantFactory, config: BatchConfig,
+def _run(items: Sequence[Item], models: _Models, config: BatchConfig,
          settings: EngineSettings, writer: Writer) -> None:
     if not items:
         return
-    assistant = factory() if config.ray is None else None  # loaded before the bar starts its clock
+    assistant = models.get() if config.ray is None else None  # loaded before the bar starts its clock
     with _progress(len(items), config.progress, settings.mode) as bar:
         writer.bar = bar
         if assistant is None:
             from .distributed import run_on_ray
 
-            run_on_ray(items, factory, settings, config.group_faces, config.ray, writer)
+            run_on_ray(items, models.factory, settings, config.group_faces, config.ray, writer)
         else:
             blocks = process(prefetch(items, lambda i: prepare(i, assistant, settings)),
                              assistant, settings, config.group_faces)
@@ -221,9 +292,11 @@ class Writer:
     """
 
     def __init__(self, log: ReportLog, done: set[tuple[str, str]], limit: int = 3,
-                 known_failures: frozenset[tuple[str, str]] = frozenset()):
+                 known_failures: frozenset[tuple[str, str]] = frozenset(),
+                 run: dict[str, Any] | None = None):
         self.log, self.done, self.limit = log, done, max(1, limit)
         self.known_failures = known_failures
+        self.run = run  # the run record, written with the first item (a run that adds nothing leaves no trace)
         self.held: list[Block] = []
         self.bar = None
         self.written = self.errors = 0
@@ -253,6 +326,8 @@ class Writer:
             self._append(block)
 
     def _append(self, block: Block) -> None:
+        if self.run is not None:  # one write: the run record never stands alone in the log
+            block, self.run = Block((self.run, *block.records), block.thumbs), None
         self.log.append(block)
         self.done.add(block.key)
         self.written += 1
@@ -308,9 +383,9 @@ def flagged_items(scan: LogScan, done: set[tuple[str, str]] | None = None) -> tu
     return items, warnings
 
 
-def _explain_flagged(factory: AssistantFactory, config: BatchConfig, writer: Writer) -> None:
+def _explain_flagged(models: _Models, config: BatchConfig, writer: Writer) -> None:
     items, warnings = flagged_items(scan_log(writer.log.path), writer.done)  # without items --retry-errors redoes
     for note in warnings:
         print(f"warning: {note}", file=sys.stderr)
     settings = EngineSettings("full", config.engine.triage_threshold, config.engine.video, config.engine.thumbnails)
-    _run([i for i in items if (i.key, "full") not in writer.done], factory, config, settings, writer)
+    _run([i for i in items if (i.key, "full") not in writer.done], models, config, settings, writer)

@@ -79,17 +79,21 @@ def load_summary(folder: str | Path) -> BatchSummary:
     scan = scan_log(path)
     latest: dict[str, ItemView] = {}
     when: dict[str, int] = {}
-    runs = []
+    runs: list[dict[str, Any]] = []
+    productive: set[int] = set()  # runs that wrote an item: a resume with nothing to do is no model's run
     for n, block in enumerate(scan.blocks):
         final = block[-1]
         if final["record"] == "run":
             runs.append(final)
             continue
+        if runs:
+            productive.add(len(runs) - 1)
         view = _view(block)
         known = latest.get(view.batch["key"])
         if known is None or known.batch["mode"] == "triage" or view.batch["mode"] == "full":
             latest[view.batch["key"]], when[view.batch["key"]] = view, n
-    return BatchSummary(folder, _current(latest, when), tuple(runs), scan.dropped)
+    return BatchSummary(folder, _current(latest, when), tuple(r for i, r in enumerate(runs) if i in productive),
+                        scan.dropped)
 
 
 def _current(latest: dict[str, ItemView], when: dict[str, int]) -> tuple[ItemView, ...]:

@@ -109,7 +109,9 @@ def build_config(args: argparse.Namespace):
     """The run's BatchConfig and assistant factory from the parsed arguments."""
     from ..batch import BatchConfig, EngineSettings, RayOptions, VideoOptions
     from .common import assistant_spec
+    from .recorded import arguments_to_record
 
+    resumed = _resume_settings(args)
     _check(args)
     # Every flag, detector paths included, is checked now: a mistake must not leave a folder behind.
     spec = assistant_spec(args, rows_follow_batch_size=True)
@@ -123,11 +125,31 @@ def build_config(args: argparse.Namespace):
         out=args.out, inputs=tuple(args.inputs), resume=args.resume, retry_errors=args.retry_errors,
         engine=engine,
         explain_flagged=args.explain_flagged, group_faces=args.group_faces or max(1, options.batch_size // 3),
-        progress=not args.no_progress, ray=ray,
+        progress=not args.no_progress, ray=ray, arguments=arguments_to_record(args),
     )
+    if resumed:
+        print(f"ffaa batch: resuming {args.out} with its recorded settings: {', '.join(resumed)}", file=sys.stderr)
     if args.backend == "scripted":
         spec = replace(spec, backend="scripted", scripted_delay=args.scripted_delay)
     return config, spec
+
+
+def _resume_settings(args: argparse.Namespace) -> list[str]:
+    """On --resume (or --explain-flagged alone), what the run's record restores: the options the
+    user did not type, and the inputs when none are given. Returns the flags that changed."""
+    from ..batch.journal import LOG_NAME
+    from .recorded import recorded_arguments, recorded_inputs, restore_arguments
+
+    if args.out is None or not (args.resume or (args.explain_flagged and not args.inputs)):
+        return []
+    log = args.out / LOG_NAME
+    recorded = recorded_arguments(log)
+    changed = restore_arguments(args, recorded) if recorded else []
+    if args.resume and not args.inputs and not args.explain_flagged:
+        args.inputs = list(recorded_inputs(log))
+        if args.inputs:
+            changed.append("inputs " + " ".join(args.inputs))
+    return changed
 
 
 def _check(args: argparse.Namespace) -> None:
