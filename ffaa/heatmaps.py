@@ -10,8 +10,8 @@ from .types import ForensicReport, Verdict
 
 
 def save_heatmap(decider, face_image, report: ForensicReport, out_dir: Path) -> Path | None:
-    """Write the Grad-CAM overlay for the chosen answer's class; None when there is nothing to
-    explain (no MIDS decision or no chosen answer)."""
+    """Write the Grad-CAM overlay for the chosen answer's class, drawn on `face_image` at its own
+    size; None when there is nothing to explain (no MIDS decision or no chosen answer)."""
     if not decider.explains:
         raise FfaaError("--heatmap explains MIDS's decision: give MIDS weights (--mids PATH) or use --demo")
     final = report.final

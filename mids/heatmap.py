@@ -8,8 +8,10 @@ g x g patch grid (g = image_size / patch_size; CLS excluded), then scaled to [0,
 FFAA targets class 0 (real image, real claim) when the chosen answer says real and class 3
 (fake, fake) when it says fake; `target_for` gives that choice.
 
-The map covers what CLIP saw: the centre square after resizing the shortest edge. The overlay is
-drawn on that square, not on the uncropped image.
+The map covers what CLIP saw: the centre square after resizing the shortest edge. The overlay
+shown to users is drawn on the face crop at the crop's own size (336 x 336 for FFAA's crop),
+whatever CLIP's input size: the map is upsampled (bilinear) onto the crop's centre square, which
+is all of a square crop.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Heatmap:
-    """A [g, g] float32 map in [0, 1], the class it explains, and its overlay image."""
+    """A [g, g] float32 map in [0, 1], the class it explains, and its overlay image (the size
+    of the face it explains)."""
 
     grid: np.ndarray
     target_class: int
@@ -66,14 +69,29 @@ def grad_cam(net: MidsNet, pixel_values: Tensor, input_ids: Tensor, attention_ma
     return (cam / top if top > 0 else np.zeros_like(cam)).astype(np.float32)
 
 
-def overlay(image: Image.Image, grid: np.ndarray, size: int, alpha: float = 0.45) -> Image.Image:
-    """The map coloured (blue = 0 -> red = 1) and blended over CLIP's centre square of `image`."""
+def overlay(image: Image.Image, grid: np.ndarray, alpha: float = 0.45) -> Image.Image:
+    """The map coloured (blue = 0 -> red = 1) and blended over `image` at its own size.
+
+    Drawn on CLIP's input instead, a small encoder (the demo's 56 px) would give users a thumbnail
+    of their crop. The map goes over the centre square CLIP saw; the rest of a non-square image
+    is left untinted, since the map says nothing about it.
+    """
     from PIL import Image
 
-    base = clip_view(image, size)
-    heat = Image.fromarray(np.asarray(grid, dtype=np.float32)).resize((size, size), Image.Resampling.BILINEAR)
-    colours = Image.fromarray(_jet(np.clip(np.asarray(heat), 0.0, 1.0)))
+    base = image.convert("RGB")
+    left, top, side = centre_square(base.size)
+    heat = Image.fromarray(np.asarray(grid, dtype=np.float32)).resize((side, side), Image.Resampling.BILINEAR)
+    colours = base.copy()
+    colours.paste(Image.fromarray(_jet(np.clip(np.asarray(heat), 0.0, 1.0))), (left, top))
     return Image.blend(base, colours, alpha)
+
+
+def centre_square(size: tuple[int, int]) -> tuple[int, int, int]:
+    """(left, top, side) of the centre square of a `size` = (width, height) image: what CLIP
+    sees of it once the shortest edge is resized and the longer one centre-cropped."""
+    width, height = size
+    side = min(width, height)
+    return (width - side) // 2, (height - side) // 2, side
 
 
 def clip_view(image: Image.Image, size: int) -> Image.Image:
@@ -107,5 +125,4 @@ def explain(decider: MidsDecider, face: Image.Image, text: str, target_class: in
     tokens = tokenize(decider.tokenizer, [text], decider.max_length)
     grid = grad_cam(decider.net, pixels, tokens.input_ids.to(decider.device),
                     tokens.attention_mask.to(decider.device), target_class)
-    size = decider.net.image_encoder.config.image_size
-    return Heatmap(grid, target_class, overlay(face, grid, size, alpha))
+    return Heatmap(grid, target_class, overlay(face, grid, alpha))

@@ -35,10 +35,36 @@ def test_grid_shape_range_and_overlay(decider, face):
     heat = explain(decider, face, TEXT, target_class=3)
     assert heat.grid.shape == (4, 4) and heat.grid.dtype == np.float32  # 56 px / 14 px patches
     assert np.isfinite(heat.grid).all() and heat.grid.min() >= 0 and heat.grid.max() == pytest.approx(1.0)
-    assert heat.overlay.size == (56, 56) and heat.overlay.mode == "RGB"
+    assert heat.overlay.size == face.size and heat.overlay.mode == "RGB"  # the crop's size, not CLIP's 56 px
     buf = io.BytesIO()
     heat.overlay.save(buf, format="PNG")
-    assert Image.open(io.BytesIO(buf.getvalue())).size == (56, 56)
+    assert Image.open(io.BytesIO(buf.getvalue())).size == face.size
+
+
+def test_saved_heatmap_has_the_crop_size(decider, tmp_path):
+    """The demo's MIDS sees 56 px; the file a user opens is FFAA's 336 x 336 crop with the map on it."""
+    from test_report import make_report
+
+    from ffaa.heatmaps import save_heatmap
+
+    crop = Image.fromarray(np.random.default_rng(1).integers(0, 256, (336, 336, 3), dtype=np.uint8))
+    path = save_heatmap(decider, crop, make_report(), tmp_path)
+    with Image.open(path) as saved:
+        assert saved.size == (336, 336) and saved.mode == "RGB"
+        tinted = np.abs(np.asarray(saved, dtype=np.int16) - np.asarray(crop, dtype=np.int16)).max(axis=-1)
+    assert (tinted > 0).mean() > 0.9  # blended over the whole crop, not pasted into a corner
+
+
+def test_map_is_upsampled_smoothly_over_the_centre_square_of_a_tall_crop(decider, face):
+    """64 x 80: CLIP saw the middle 64 x 64, so the map covers those rows and the rest stays as it was."""
+    heat = explain(decider, face, TEXT, target_class=3)
+    shown, original = np.asarray(heat.overlay, dtype=np.int16), np.asarray(face, dtype=np.int16)
+    np.testing.assert_array_equal(shown[:8], original[:8])
+    np.testing.assert_array_equal(shown[72:], original[72:])
+    colours = (shown[8:72] - 0.55 * original[8:72]) / 0.45  # undo the blend: the colour map alone
+    # Bilinear over 16 px per cell moves the map by at most 1/16 per pixel, the jet colours by at
+    # most 4 * 255 / 16 = 64; 16 px blocks would jump by up to 255 at their edges.
+    assert max(np.abs(np.diff(colours, axis=a)).max() for a in (0, 1)) < 100
 
 
 def test_map_depends_on_target_class(decider, face):

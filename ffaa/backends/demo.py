@@ -24,10 +24,11 @@ Training takes a minute or two on two CPU cores. What keeps it short:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -428,16 +429,30 @@ def build_demo_llava(
     from . import tiny
 
     dst = Path(dst)
-    tiny.build_tiny_llava(dst, seed=seed)
-    model = transformers.AutoModelForImageTextToText.from_pretrained(str(dst))
-    processor = transformers.AutoProcessor.from_pretrained(str(dst), backend="pil")
-    summary = train_to_format(model, processor, seed=seed, steps=steps, log=log)
-    model.save_pretrained(str(dst))
+    with _no_progress_bars():
+        tiny.build_tiny_llava(dst, seed=seed)
+        model = transformers.AutoModelForImageTextToText.from_pretrained(str(dst))
+        processor = transformers.AutoProcessor.from_pretrained(str(dst), backend="pil")
+        summary = train_to_format(model, processor, seed=seed, steps=steps, log=log)
+        model.save_pretrained(str(dst))
     (dst / tiny.MARKER_FILE).unlink(missing_ok=True)  # its "random_weights" no longer holds
     marker = {**_identity(seed, steps), "steps_run": summary.steps, "final_loss": summary.final_loss,
               "held_out_loss": summary.held_out_loss, "probes_passed": summary.probes_passed}
     (dst / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     return dst
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """transformers' "Writing model shards" and "Loading weights" bars off while building: the
+    demo's few megabytes take a blink, and the bars would bury the one line saying a build runs."""
+    was_on = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            transformers.utils.logging.enable_progress_bar()
 
 
 def _identity(seed: int, steps: int) -> dict[str, Any]:

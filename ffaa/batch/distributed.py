@@ -44,6 +44,15 @@ WORKER_TRIES = 3  # tries of a batch whose worker process died, before it counts
 WORKER_RESTARTS = 10
 
 
+# Ray's notices that tell a user of `--ray` nothing, by logger and the start of their message:
+# token authentication being on (Ray's safe default; its warning that auth is *off* stays) and
+# Ray Data's progress bars being off (ours counts committed items).
+RAY_CHATTER = {
+    "ray._private.authentication.authentication_token_setup": "Token authentication is enabled",
+    "ray.data._internal.progress": "Progress bars disabled",
+}
+
+
 class RayConnectError(FfaaError):
     """The Ray cluster could not be joined or started."""
 
@@ -84,7 +93,10 @@ def _connect(ray, address: str | None, notice=None) -> bool:
     where = f"the Ray cluster at {address}" if address else "Ray (RAY_ADDRESS or a new local cluster)"
     if notice:
         notice(f"connecting to {where}")
-    quiet = {"logging_level": logging.WARNING, "configure_logging": True}
+    quiet_ray_chatter()
+    # log_to_driver stays on: the workers' own messages (the demo banner, a crash's traceback)
+    # reach the user only that way; their library noise is silenced in the workers (`_Worker`).
+    quiet = {"logging_level": logging.WARNING, "configure_logging": True, "log_to_driver": True}
     os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")  # Ray Data's per-dataset INFO lines bury ours
     try:
         if address:
@@ -97,6 +109,26 @@ def _connect(ray, address: str | None, notice=None) -> bool:
         raise RayConnectError(f"--ray: {problem}. Give the head node's host:port, 'auto' for a cluster "
                               "started here with `ray start --head`, or --ray alone for a local cluster") from exc
     return True
+
+
+class _DropNotice(logging.Filter):
+    """Drops the records of one logger whose message starts with `prefix`; the rest pass."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+def quiet_ray_chatter() -> None:
+    """Filter `RAY_CHATTER` out of Ray's loggers in this process (once, however often called).
+    By message rather than by level, so that the same loggers' real warnings still show."""
+    for name, prefix in RAY_CHATTER.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotice) and f.prefix == prefix for f in logger.filters):
+            logger.addFilter(_DropNotice(prefix))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -112,6 +144,7 @@ def run_on_ray(items: Sequence[Item], factory: AssistantFactory, settings: Engin
     Needs a connected cluster (`ray_session`).
     """
     ray = require("ray", "distributed", "--ray")
+    quiet_ray_chatter()  # also when the caller connected to Ray itself
     context = ray.data.DataContext.get_current()
     kept = context.enable_progress_bars, context.max_errored_blocks  # restored for other Ray Data users
     context.enable_progress_bars = False  # ours counts committed items
@@ -192,6 +225,13 @@ class _Worker:
     """
 
     def __init__(self, factory: AssistantFactory, settings: EngineSettings, group_faces: int):
+        # A worker is a fresh process: the CLI's silencing of torchao's and torch's import-time
+        # notes never ran here, and log_to_driver would print them under every replica's name.
+        # Done here rather than in a runtime_env setup hook, so that it also holds on a cluster
+        # the caller connected to (or a job that brings its own hook).
+        from ..cli import quiet_third_party_logs
+
+        quiet_third_party_logs()
         self.settings, self.group_faces = settings, group_faces
         self.assistant, self.failure = None, ("", "")
         try:
