@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from ffaa.prompts import load_judge_rubric, render, render_chat
 from ffaa.types import DecodingSettings, Verdict
 
+from .labels import LabelSet
+from .matching import PathIndex
 from .results import InputFile, ProvenanceGroup
 from .texts import Pair, Pairing
 
@@ -241,6 +243,20 @@ def summarize(rubric: Rubric, judgements: Sequence[Judgement]) -> tuple[Criterio
         out.append(CriterionSummary(name, len(values), len(judgements) - len(values),
                                     sum(values) / len(values) if values else None, hist))
     return tuple(out)
+
+
+def label_lookup(labels: LabelSet) -> Callable[[Pair], Verdict | None]:
+    """The `labels` of `run_judge` from a label set (`--labels`): a pair's label is that of its
+    id by the path rule, and a video frame's or a face's id (`clip.mp4#frame3#face1`) takes its
+    file's label when no label names that very part (`PathIndex.match_item`)."""
+    index = PathIndex(lab.id for lab in labels.labels)
+    by_id = {lab.id: lab.verdict for lab in labels.labels}
+
+    def label_of(pair: Pair) -> Verdict | None:
+        hit = index.match_item(pair.id)
+        return by_id[hit.id] if hit.id else None
+
+    return label_of
 
 
 def run_judge(

@@ -12,10 +12,15 @@ dropping empty and "." components; letter case matters. The rule, in order:
 
 A bare file name is never matched to an id in another folder (`/flat/1.png` does not match
 `DPF/imgs/1.png`): a wrong match would silently mislabel an image, a missed one is counted.
+
+The ids `ffaa.eval.texts` gives a video frame (`clip.mp4#frame3`) or one face of several
+(`a.png#face1`, `clip.mp4#frame3#face1`) name a part of a file: `PathIndex.match_item` matches
+such an id itself, else the file it is part of, so the label of `clip.mp4` is every frame's.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +34,16 @@ def path_parts(path: str) -> tuple[str, ...]:
 
 def normalize_id(path: str) -> str:
     return "/".join(path_parts(path))
+
+
+# The part suffixes of an item id, at its end only: `a#face1.png` is a file name, not a face.
+_PART_SUFFIX = re.compile(r"(?:#frame\d+)?(?:#face\d+)?\Z")
+
+
+def item_path(item_id: str) -> str:
+    """The file an item id names: `clip.mp4#frame3#face1` -> `clip.mp4`; a path stays as it is."""
+    found = _PART_SUFFIX.search(item_id)
+    return item_id[: found.start()] if found and found.start() > 0 else item_id
 
 
 @dataclass(frozen=True)
@@ -66,3 +81,13 @@ class PathIndex:
         if len(owners) > 1:
             return Match(None, "ambiguous", tuple(sorted(owners)[:5]))
         return Match(None, "unmatched")
+
+    def match_item(self, item_id: str) -> Match:
+        """`match` for an item id that may name a frame or a face: the id itself first (an id
+        given for that very frame or face wins, and several of them make it ambiguous), else the
+        file it is part of."""
+        hit = self.match(item_id)
+        path = item_path(item_id)
+        if hit.how != "unmatched" or path == item_id:
+            return hit
+        return self.match(path)

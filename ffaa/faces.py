@@ -209,4 +209,5 @@ def crop_faces(
     if mode == "auto":
         return [FaceCrop(image, None, "no face found: the whole image was analysed")]
     prefix = f"{name}: " if name else ""
-    raise InputError(f"{prefix}no face found; use --whole-image to analyse the full image")
+    raise InputError(f"{prefix}no face found; use --fallback-whole to analyse the whole image when no face "
+                     "is found, or --whole-image to always analyse the whole image")

@@ -276,7 +276,7 @@ def _check_size(size: tuple[int, int], name: str, limits: LoadLimits) -> None:
     if width * height > limits.max_pixels:
         raise InputError(
             f"{name}: image is {width}x{height} = {width * height / 1e6:.1f} Mpx, over the limit of "
-            f"{limits.max_pixels / 1e6:.1f} Mpx; raise it with --max-pixels or LoadLimits(max_pixels=...)"
+            f"{limits.max_pixels / 1e6:.1f} Mpx; raise it with --max-pixels (LoadLimits.max_pixels in Python)"
         )
     if max(width, height) > limits.max_side:
         raise InputError(

@@ -333,6 +333,12 @@ def freeze_like_ffaa(net: MidsNet) -> list[str]:
 
 # --- builders ----------------------------------------------------------------------------------
 
+# The options that give the encoders' sources, named when one is missing: the decider's, which
+# every command that analyses takes; `ffaa mids train-mids` passes its own (--clip, --t5).
+DECIDER_FLAGS = ("--mids-clip", "--mids-t5")
+TRAINING_FLAGS = ("--clip", "--t5")
+
+
 def build_random(config: MidsConfig, seed: int | None = None) -> MidsNet:
     """A MIDS with random encoders and head, from config dicts (or the configs of model folders)."""
     from transformers import CLIPVisionModel, T5EncoderModel
@@ -346,11 +352,12 @@ def build_random(config: MidsConfig, seed: int | None = None) -> MidsNet:
 
 def build_from_encoders(clip: str | Path = FFAA_CLIP, t5: str | Path = FFAA_T5, *,
                         heads: int = FFAA_HEADS, attn_implementation: str = "sdpa",
-                        local_files_only: bool = False) -> MidsNet:
+                        local_files_only: bool = False, flags: tuple[str, str] = DECIDER_FLAGS) -> MidsNet:
     """A MIDS whose encoders come from pretrained checkpoints (a model id or a local folder);
     the head is random until a `mids.pth` is overlaid (`ffaa.mids.checkpoint.overlay`).
 
-    Raises `WeightsNotFoundError` when an encoder cannot be found or downloaded.
+    Raises `WeightsNotFoundError` when an encoder cannot be found or downloaded; its message
+    names `flags`, the command's options that give the CLIP and T5 sources.
     """
     from transformers import CLIPVisionModel, T5EncoderModel
 
@@ -361,11 +368,11 @@ def build_from_encoders(clip: str | Path = FFAA_CLIP, t5: str | Path = FFAA_T5, 
     try:
         image_encoder = CLIPVisionModel.from_pretrained(str(clip), **kwargs)
     except OSError as exc:
-        raise WeightsNotFoundError(_encoder_missing("image", str(clip), "--mids-clip", exc)) from exc
+        raise WeightsNotFoundError(_encoder_missing("image", str(clip), flags[0], exc)) from exc
     try:
         text_encoder = T5EncoderModel.from_pretrained(str(t5), **kwargs)
     except OSError as exc:
-        raise WeightsNotFoundError(_encoder_missing("text", str(t5), "--mids-t5", exc)) from exc
+        raise WeightsNotFoundError(_encoder_missing("text", str(t5), flags[1], exc)) from exc
     config = MidsConfig(clip=str(clip), t5=str(t5), dim=text_encoder.config.d_model, heads=heads,
                         attn_implementation=attn_implementation)
     return MidsNet(config, image_encoder, text_encoder).float().eval()

@@ -13,11 +13,11 @@ import pytest
 
 from ffaa.cli import main
 from ffaa.errors import InputError
-from ffaa.eval.detection_eval import EvaluationOptions, evaluate_detection
+from ffaa.eval.detection_eval import EvaluationOptions, evaluate_detection, match_items
 from ffaa.eval.detection_report import to_markdown
 from ffaa.eval.label_sources import load_labels
 from ffaa.eval.labels import parse_label
-from ffaa.eval.matching import PathIndex
+from ffaa.eval.matching import PathIndex, item_path
 from ffaa.eval.predictions import BATCH_SCHEMA, aggregate_images, load_predictions
 from ffaa.parsing import parse_answer
 from ffaa.report import report_to_dict
@@ -136,6 +136,37 @@ def test_path_matching_rule():
     assert index.match("/flat/copy/1.png").id is None  # a bare name never jumps folders
     assert index.match("/anywhere/3.png").id == "3.png"  # a bare-name label matches any folder
     assert index.match("/x/dpf/imgs/1.png").id is None  # case matters
+
+
+def test_item_ids_of_frames_and_faces_match_their_file():
+    """The explanation texts' ids of a video frame / one face of several take the file's label,
+    unless a label names that very frame; plain `match` keeps the whole id."""
+    assert item_path("/in/clip.mp4#frame3") == "/in/clip.mp4"
+    assert item_path("/in/clip.mp4#frame3#face1") == item_path("/in/clip.mp4#face1") == "/in/clip.mp4"
+    assert item_path("/in/a#face1.png") == "/in/a#face1.png"  # a '#' inside a file name is no part
+    index = PathIndex(["v/clip.mp4", "v/clip.mp4#frame5", "w/a.png", "x/a.png"])
+    assert index.match("/in/v/clip.mp4#frame3").how == "unmatched"
+    assert index.match_item("/in/v/clip.mp4#frame3").id == "v/clip.mp4"
+    assert index.match_item("/in/v/clip.mp4#frame3#face0").id == "v/clip.mp4"
+    assert index.match_item("/in/v/clip.mp4#frame5#face0").id == "v/clip.mp4"
+    assert index.match_item("/in/v/clip.mp4#frame5").id == "v/clip.mp4#frame5"  # the frame's own label wins
+    assert index.match_item("a.png#face1").how == "ambiguous"  # the file rule still applies to the file
+    assert index.match_item("/in/other.mp4#frame3").how == "unmatched"
+
+
+def test_detection_labels_a_batch_video_by_its_own_record(tmp_path):
+    """Detection needs no frame rule: a batch video is one prediction under the video's path
+    (its frame records are skipped), matched to the video's label like any image."""
+    frame = report("/in/clip.mp4", "real", 0.1)
+    frame.update(record="face", batch={"paths": ["/in/clip.mp4"], "frame_index": 3})
+    video = {"schema": BATCH_SCHEMA, "record": "video", "batch": {"paths": ["/in/clip.mp4"]},
+             "aggregate": {"verdict": "fake", "score": 0.75}}
+    preds = load_predictions(write_jsonl(tmp_path / "reports.jsonl", [frame, video]))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\nclip.mp4,fake\n")
+    matched = match_items(aggregate_images(preds.faces), load_labels(labels).labels)
+    assert [(i.id, i.path, i.verdict) for i in matched.items] == [("clip.mp4", "/in/clip.mp4", Verdict.FAKE)]
+    assert not matched.unmatched and not matched.labels_without_prediction
 
 
 # -- predictions -------------------------------------------------------------------------------
@@ -317,7 +348,9 @@ def test_cli_writes_json_markdown_items_and_plots(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["eval", "detection", "--reports", str(reports), "--labels", str(bench), "--out", str(out),
                  "--bootstrap", "30"]) == 0
-    assert "60 images: ACC" in capsys.readouterr().out
+    printed = capsys.readouterr()  # the Markdown report, with --out too (as ensemble and judge do)
+    assert printed.out.startswith("# Detection evaluation\n") and "60 images matched to labels" in printed.out
+    assert f"wrote {out / 'detection.json'}" in printed.err
     data = json.loads((out / "detection.json").read_text())
     assert data["schema"] == "ffaa.eval/1" and data["kind"] == "detection"
     assert data["hard"]["confusion"]["tp"] + data["hard"]["confusion"]["fn"] == data["hard"]["n_fake"]

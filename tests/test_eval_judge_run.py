@@ -137,6 +137,57 @@ def test_cli_judge(tmp_path, capsys):
     assert "cannot import 'no_such_module'" in capsys.readouterr().err
 
 
+def batch_face(path: str, frame: int | None, face: int | None = None) -> dict:
+    """A face record as `ffaa batch` writes it (`frame`: the video frame it was found in)."""
+    from ffaa.parsing import parse_answer
+    from ffaa.report import report_to_dict
+    from ffaa.types import Candidate, Decision, DecodingSettings, ForensicReport, ImageInfo, Provenance
+
+    text = "Image description: A face.\nForgery reasoning: Blurred edges.\nAnalysis result: fake"
+    decision = Decision("majority", Verdict.FAKE, 0, None, 0.7, "easy", ("fake",))
+    prov = Provenance("m", None, "scripted", "none", "cpu", "none", "ffaa-v1", "majority", DecodingSettings())
+    report = ForensicReport(ImageInfo(path, "0" * 64, 8, 8, "RGB"), face, None,
+                            (Candidate(0, "question", "q", text, parse_answer(text)),), decision, prov)
+    return {**report_to_dict(report), "record": "face",
+            "batch": {"schema": "ffaa.batch/1", "mode": "full", "paths": [path], "frame_index": frame}}
+
+
+def test_cli_judge_labels_video_frames_by_their_video(tmp_path, capsys):
+    """`--labels` gives a video's label to each of its frames (`clip.mp4#frame3`, and
+    `clip.mp4#frame7#face1` when a frame has several faces), as to each face of an image."""
+    preds = tmp_path / "reports.jsonl"
+    records = [batch_face("/in/clip.mp4", 3), batch_face("/in/clip.mp4", 7, 0), batch_face("/in/clip.mp4", 7, 1),
+               batch_face("/in/a.png", None, 0), batch_face("/in/a.png", None, 1), batch_face("/in/b.png", None)]
+    preds.write_text("".join(json.dumps(r) + "\n" for r in records))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\nclip.mp4,fake\na.png,real\n")
+    out = tmp_path / "out"
+    assert main(["eval", "judge", "--predictions", str(preds), "--labels", str(labels), "--judge",
+                 "test_eval_judge_run:make_fake_judge", "--out", str(out)]) == 0
+    assert "1 without label" in capsys.readouterr().out  # b.png, which has no label
+    data = json.loads((out / "judge.json").read_text())
+    assert [i["id"] for i in data["items"]] == ["/in/clip.mp4#frame3", "/in/clip.mp4#frame7#face0",
+                                                 "/in/clip.mp4#frame7#face1", "/in/a.png#face0",
+                                                 "/in/a.png#face1", "/in/b.png"]
+    assert data["coverage"]["without_label"] == 1
+
+
+def test_label_lookup_follows_the_path_rule(tmp_path):
+    from ffaa.eval.judge import label_lookup
+    from ffaa.eval.label_sources import load_labels
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\nv/clip.mp4,fake\nv/clip.mp4#frame2,real\nimgs/a.png,real\n")
+    label_of = label_lookup(load_labels(labels))
+
+    def of(ident: str) -> Verdict | None:
+        return label_of(Pair(ident, "text", (), None))
+
+    assert of("/data/v/clip.mp4#frame9#face1") is Verdict.FAKE and of("/data/v/clip.mp4") is Verdict.FAKE
+    assert of("/data/v/clip.mp4#frame2") is Verdict.REAL  # a label for that very frame wins
+    assert of("/data/imgs/a.png#face0") is Verdict.REAL and of("/data/other.png") is None
+
+
 def test_rubric_comes_from_prompts():
     rubric = load_rubric()
     assert rubric.names == CRITERIA and rubric.scale == (0, 5)

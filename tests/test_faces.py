@@ -179,7 +179,8 @@ def test_faces_mode_without_a_face_is_an_input_error():
     blank = Image.new("RGB", (320, 240), (200, 200, 200))
     with pytest.raises(InputError) as caught:
         crop_faces(blank, "faces", name="holiday.jpg")
-    assert str(caught.value) == "holiday.jpg: no face found; use --whole-image to analyse the full image"
+    assert str(caught.value) == ("holiday.jpg: no face found; use --fallback-whole to analyse the whole image when "
+                                 "no face is found, or --whole-image to always analyse the whole image")
 
 
 def test_whole_mode_returns_the_image_unchanged(astronaut):

@@ -150,7 +150,7 @@ def test_pixel_limit_is_checked_from_the_header_before_decoding(tmp_path, monkey
         raise AssertionError("pixels were decoded before the size check")
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
-    rejected(path, "8000x8000", "64.0 Mpx", "40.0 Mpx", "--max-pixels")
+    rejected(path, "8000x8000", "64.0 Mpx", "40.0 Mpx", "--max-pixels (LoadLimits.max_pixels in Python)")
 
 
 def test_raising_the_pixel_limit_is_per_call(tmp_path):

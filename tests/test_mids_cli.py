@@ -247,6 +247,28 @@ def test_missing_encoders_are_one_line_naming_the_flag(tmp_path):
     assert "\n" not in message and "MIDS image encoder" in message and "--mids-clip DIR" in message
 
 
+def test_train_mids_names_its_own_encoder_flags(tmp_path, capsys):
+    """train-mids takes --clip/--t5, not the decider's --mids-clip/--mids-t5: its error says so."""
+    data = write_dataset(tmp_path, 2)
+    clip, t5 = tmp_path / "clip", tmp_path / "t5"
+    clip.mkdir()
+    t5.mkdir()  # empty folders: the encoders are missing, and nothing is looked up on the hub
+    base = ["mids", "train-mids", "--train", str(data), "--out", str(tmp_path / "run")]
+    assert main([*base, "--clip", str(clip), "--t5", str(t5)]) == 2
+    err = capsys.readouterr().err
+    assert "MIDS image encoder" in err and "give --clip DIR" in err and "--mids-clip" not in err
+
+
+def test_encoder_flags_name_options_of_their_commands():
+    from ffaa.mids.net import DECIDER_FLAGS, TRAINING_FLAGS
+
+    parser = build_parser()
+    commands = {a.dest: a for a in parser._actions if a.dest == "command"}["command"].choices
+    analyze = {s for a in commands["analyze"]._actions for s in a.option_strings}
+    train = {s for a in commands["train-mids"]._actions for s in a.option_strings}
+    assert set(DECIDER_FLAGS) <= analyze and set(TRAINING_FLAGS) <= train
+
+
 def test_encoder_flags_reach_the_decider(tmp_path, monkeypatch):
     from ffaa.cli import build_parser
     from ffaa.commands.common import assistant_spec

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from test_batch_support import noise_images, read_jsonl
 from test_eval_detection import make_benchmark
 
@@ -105,3 +106,22 @@ def test_given_options_are_the_typed_ones_and_their_exclusive_partners():
     assert {"out", "whole_image", "fallback_whole", "seed", "inputs"} <= given
     assert not given & {"model", "demo", "batch_size", "triage"}
     assert "inputs" not in given_options(parser, ["batch", "--out", "x", "--resume"])
+
+
+@pytest.mark.slow
+def test_eval_run_resume_takes_the_recorded_demo_model(tmp_path, capsys):
+    from PIL import Image
+
+    bench = make_benchmark(tmp_path / "bench", {"S": {"a.png": "real"}}, files=False)
+    for i, name in enumerate(("a.png", "b.png")):
+        Image.new("RGB", (64, 64), (40 * i, 90, 150)).save(bench / "S" / "imgs" / name)
+    out = tmp_path / "results"
+    base = ["eval", "run", str(bench), "--out", str(out), "--whole-image", "--no-plots", "--bootstrap", "0",
+            "--no-progress"]
+    assert main([*base, "--demo"]) == 0
+    (bench / "S" / "S.json").write_text(json.dumps({"a.png": "real", "b.png": "fake"}))
+    capsys.readouterr()
+    assert main([*base, "--resume"]) == 0  # the default hub model cannot load here: the record's --demo must
+    assert "recorded settings: --demo" in capsys.readouterr().err
+    items = [r for r in read_jsonl(out / "reports" / LOG_NAME) if r["record"] == "item"]
+    assert len(items) == 2

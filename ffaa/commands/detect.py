@@ -10,9 +10,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import FfaaError, InputError, one_line
 from .detector_args import add_detector_args, detectors_config
+
+if TYPE_CHECKING:
+    from ..media import LoadLimits
 
 OUTPUT = "detect.jsonl"
 
@@ -33,6 +37,8 @@ def add_parser(sub) -> None:
     faces.add_argument("--whole-image", action="store_true", help="images: score the whole image, no face crop")
     faces.add_argument("--fallback-whole", action="store_true",
                        help="images: score the whole image when no face is found (default: an error)")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse larger images (default 40 Mpx)")
     add_detector_args(p, required=True)
     p.set_defaults(func=run)
 
@@ -45,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise FfaaError("--ffaa-votes adds FFAA's verdict to the vote, and `ffaa detect` runs no FFAA: "
                         "use it with ffaa analyze, batch or app")
     config = detectors_config(args)
+    limits = _limits(args.max_pixels)
     out = _prepare_out(args.out, args.resume) if args.out else None
     discovery = discover(args.inputs, exclude=args.out)
     for w in discovery.warnings:
@@ -59,14 +66,23 @@ def run(args: argparse.Namespace) -> int:
             records.append(done[item.key])
             continue
         print(f"[{n}/{len(discovery.items)}] {item.path}", file=sys.stderr)
-        record = _detect(dset, item, mode, _label(item, labels))
+        record = _detect(dset, item, mode, _label(item, labels), limits)
         (errors if record["error"] else records).append(record)
         if out:
             _append(out / OUTPUT, record)
     return _finish(args, out, records, errors)
 
 
-def _detect(dset, item, mode: str, label: str | None) -> dict:
+def _limits(max_pixels: int | None) -> LoadLimits:
+    """The image limits, --max-pixels checked before any detector loads."""
+    from ..media import LoadLimits
+
+    if max_pixels is not None and max_pixels < 1:
+        raise FfaaError(f"--max-pixels must be at least 1, got {max_pixels}")
+    return LoadLimits(max_pixels=max_pixels) if max_pixels else LoadLimits()
+
+
+def _detect(dset, item, mode: str, label: str | None, limits: LoadLimits | None = None) -> dict:
     from ..detectors.items import detect_path, error_record, item_record
 
     paths = [s.path for s in item.sources]
@@ -74,7 +90,7 @@ def _detect(dset, item, mode: str, label: str | None) -> dict:
         reason = item.problem or f"{item.path}: not an image or a video"
         return error_record(item.item_id, item.path, label, item.sha256, reason)
     try:
-        found = detect_path(dset, item.path, mode)
+        found = detect_path(dset, item.path, mode, limits)
     except InputError as exc:
         return error_record(item.item_id, item.path, label, item.sha256, str(exc))
     except (RuntimeError, ValueError, OSError) as exc:  # one broken file must not end the run

@@ -340,10 +340,9 @@ def _import_from_here(module_name: str):
 
 
 def run_judge(args: argparse.Namespace) -> int:
-    from ..eval.judge import BackendJudge, to_markdown
+    from ..eval.judge import BackendJudge, label_lookup, to_markdown
     from ..eval.judge import run_judge as judge_all
     from ..eval.label_sources import load_labels
-    from ..eval.matching import PathIndex
     from ..types import DecodingSettings
     from .common import say, spec_from_args
 
@@ -356,15 +355,7 @@ def run_judge(args: argparse.Namespace) -> int:
     preds, refs, pairing, inputs = _load_pairing(args)
     if refs is not None and not any(pair.references for pair in pairing.pairs):
         raise FfaaError(_no_reference_message(preds, refs))
-    label_of = None
-    if args.labels:
-        labels = load_labels(args.labels)
-        index, by_id = PathIndex(lab.id for lab in labels.labels), {lab.id: lab for lab in labels.labels}
-
-        def label_of(pair):
-            hit = index.match(pair.id.split("#face")[0])
-            return by_id[hit.id].verdict if hit.id else None
-
+    label_of = label_lookup(load_labels(args.labels)) if args.labels else None
     if args.judge:
         judge = load_judge_factory(args.judge)
     else:
@@ -390,13 +381,20 @@ def _no_reference_message(preds, refs) -> str:
 
 
 def run_benchmark_command(args: argparse.Namespace) -> int:
-    from ..eval.run import batch_runner, run_benchmark
+    from ..batch.journal import LOG_NAME
+    from ..eval.run import REPORTS_FOLDER, batch_runner, run_benchmark
     from .common import assistant_spec
+    from .recorded import arguments_to_record, recorded_arguments, restore_arguments
 
+    if args.resume and (recorded := recorded_arguments(args.out / REPORTS_FOLDER / LOG_NAME)):
+        changed = restore_arguments(args, recorded)
+        if changed:
+            print(f"ffaa eval run: resuming {args.out} with its recorded settings: {', '.join(changed)}",
+                  file=sys.stderr)
     options = _options(args)
     factory = assistant_spec(args)
-    run = run_benchmark(args.bench, args.out, batch_runner(factory, args.resume, not args.no_progress), options,
-                        plots=not args.no_plots)
+    runner = batch_runner(factory, args.resume, not args.no_progress, arguments_to_record(args))
+    run = run_benchmark(args.bench, args.out, runner, options, plots=not args.no_plots)
     print(_headline(run.evaluation.result))
     _print_written(run.written)
     return 0

@@ -113,7 +113,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _training_model(args: argparse.Namespace):
     from ..mids.checkpoint import overlay, read_state
-    from ..mids.net import build_from_encoders
+    from ..mids.net import TRAINING_FLAGS, build_from_encoders
     from ..mids.preprocess import clip_image_processor, load_t5_tokenizer
 
     if args.tiny:
@@ -122,7 +122,7 @@ def _training_model(args: argparse.Namespace):
         tiny = MidsDecider.tiny(seed=args.seed)
         net, tokenizer, processor = tiny.net, tiny.tokenizer, tiny.image_processor
     else:
-        net = build_from_encoders(args.clip, args.t5)
+        net = build_from_encoders(args.clip, args.t5, flags=TRAINING_FLAGS)
         tokenizer = load_t5_tokenizer(args.t5)
         processor = clip_image_processor(net.image_encoder.config.image_size, source=args.clip)
     if args.init:

@@ -57,7 +57,8 @@ def detect_image(dset: DetectorSet, path: str, face_mode: str = "faces", limits=
     boxes: list[FaceBox | None] = [] if face_mode == "whole" else list(detect_faces(loaded.image))
     if not boxes:
         if face_mode == "faces":
-            raise InputError(f"{path}: no face found; use --fallback-whole to score the whole image")
+            raise InputError(f"{path}: no face found; use --fallback-whole to score the whole image when no "
+                             "face is found, or --whole-image to always score the whole image")
         if face_mode == "auto":
             notes.append("no face found: the whole image was scored")
         boxes = [None]
