@@ -24,11 +24,10 @@ Training takes a minute or two on two CPU cores. What keeps it short:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -442,17 +441,12 @@ def build_demo_llava(
     return dst
 
 
-@contextlib.contextmanager
-def _no_progress_bars() -> Iterator[None]:
+def _no_progress_bars():
     """transformers' "Writing model shards" and "Loading weights" bars off while building: the
     demo's few megabytes take a blink, and the bars would bury the one line saying a build runs."""
-    was_on = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.utils.logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_on:
-            transformers.utils.logging.enable_progress_bar()
+    from .hf_llava import transformers_progress_bars
+
+    return transformers_progress_bars(False)
 
 
 def _identity(seed: int, steps: int) -> dict[str, Any]:

@@ -134,13 +134,18 @@ def _has_weights(folder: Path) -> bool:
 SHOW_LOAD_PROGRESS_BYTES = 512 * 2**20  # below this, loading takes a blink: no progress bar
 
 
-@contextlib.contextmanager
-def _progress_bar_if_large(folder) -> Iterator[None]:
+def _progress_bar_if_large(folder):
     """transformers' "Loading weights" bar only where loading takes a while (the 7B model), not
     for the demo's few megabytes, where it is noise on every command."""
     size = sum(p.stat().st_size for p in Path(folder).glob("*.safetensors")) if Path(folder).is_dir() else 0
+    return transformers_progress_bars(size >= SHOW_LOAD_PROGRESS_BYTES)
+
+
+@contextlib.contextmanager
+def transformers_progress_bars(show: bool) -> Iterator[None]:
+    """transformers' progress bars off unless `show`, then as they were."""
     was_on = transformers.utils.logging.is_progress_bar_enabled()
-    if size < SHOW_LOAD_PROGRESS_BYTES:
+    if not show:
         transformers.utils.logging.disable_progress_bar()
     try:
         yield
